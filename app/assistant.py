@@ -1,0 +1,145 @@
+"""One question in, one reply out: safety gate, retrieval, decision, reply text.
+
+This is the only path from a question to a reply; /v1/ask and `python -m app evaluate` both use
+it. Reply text is assembled from vetted pieces only: a passage verbatim, or a fixed vetted
+message, then the notice. Nothing is generated or reworded.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+
+from app import knowledge as knowledge_files
+from app import store as vector_store
+from app.config import Settings
+from app.embedder import Embedder
+from app.knowledge import Knowledge, Passage
+from app.retrieval import ExemplarIndex, Hit, PassageIndex
+from app.safety import Resource, SafetyGate
+
+log = logging.getLogger(__name__)
+
+SAFETY_FILE = "safety.yaml"
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    passage_id: str
+    question: str
+
+
+@dataclass(frozen=True)
+class Reply:
+    reply_id: str
+    kind: str  # answer | no_match | crisis | refer
+    answer: str
+    notice: str
+    passage: Passage | None
+    score: float | None
+    suggestions: tuple[Suggestion, ...] = ()
+    resources: tuple[Resource, ...] = ()
+    # Which rule decided (gate rule, "retrieval.answer", "retrieval.below_threshold"…): for
+    # metrics and tests. Never the question text.
+    rule: str = ""
+    ranked: tuple[str, ...] = field(default=(), repr=False)
+
+
+def with_notice(body: str, notice: str) -> str:
+    return f"{body}\n\n{notice}"
+
+
+def index_entries(knowledge: Knowledge, gate: SafetyGate, today: date) -> list[vector_store.Entry]:
+    """Every text the service compares questions against, for the vector store."""
+    entries = []
+    for passage in knowledge.served(today):
+        entries.append(vector_store.Entry.of("passage", passage.id, passage.text))
+        entries += [vector_store.Entry.of("question", passage.id, q) for q in passage.questions]
+    for group, texts in gate.exemplars.items():
+        entries += [vector_store.Entry.of(group, f"{group}-{i}", t) for i, t in enumerate(texts, 1)]
+    return entries
+
+
+class Assistant:
+    def __init__(
+        self,
+        settings: Settings,
+        knowledge: Knowledge,
+        gate: SafetyGate,
+        embedder: Embedder,
+        store: vector_store.VectorStore,
+    ) -> None:
+        self.settings = settings
+        self.knowledge = knowledge
+        self.gate = gate
+        self.embedder = embedder
+        self.today = settings.current_date()
+        self.passages = knowledge.served(self.today)
+        self.index = PassageIndex(self.passages, store)
+        self.exemplars = ExemplarIndex(gate.exemplars, store)
+        self.decline_text = knowledge.messages["no_match"].text
+
+    @classmethod
+    def load(
+        cls, settings: Settings, embedder: Embedder, log_line: Callable[[str], None] = log.warning
+    ) -> Assistant:
+        """Validate knowledge, load (or rebuild) the index. Raises InvalidKnowledge / StaleIndex."""
+        knowledge = knowledge_files.load(settings.knowledge_dir)
+        gate = SafetyGate.load(settings.knowledge_dir / SAFETY_FILE)
+        wanted = index_entries(knowledge, gate, settings.current_date())
+        store = vector_store.ensure(embedder, wanted, settings.embeddings_dir, settings.stale_index, log_line)
+        return cls(settings, knowledge, gate, embedder, store)
+
+    def ask(self, question: str) -> Reply:
+        question = question.strip()
+        notice = self.settings.notice
+        query = self.embedder.query_embed([question])[0]
+        decision = self.gate.check(question, self.exemplars.similarity(query))
+        if decision.kind == "crisis":
+            body, resources = self.gate.crisis_reply(self.settings.clinic_name, self.settings.clinic_phone)
+            return Reply(_new_id(), "crisis", with_notice(body, notice), notice, None, None,
+                         resources=tuple(resources), rule=decision.rule)
+        if decision.kind == "refer":
+            body = self.gate.refer_reply()
+            return Reply(_new_id(), "refer", with_notice(body, notice), notice, None, None, rule=decision.rule)
+
+        hits = self.index.search(query, k=max(self.settings.max_suggestions + 1, 3))
+        ranked = tuple(h.passage.id for h in hits)
+        if hits and self._confident(hits):
+            top = hits[0]
+            return Reply(
+                _new_id(), "answer", with_notice(top.passage.text, notice), notice, top.passage,
+                round(top.score, 4), self._suggest(hits[1:]), rule="retrieval.answer", ranked=ranked,
+            )
+        score = round(hits[0].score, 4) if hits else None
+        return Reply(
+            _new_id(), "no_match", with_notice(self.decline_text, notice), notice, None, score,
+            self._suggest(hits), rule="retrieval.below_threshold", ranked=ranked,
+        )
+
+    def _confident(self, hits: list[Hit]) -> bool:
+        top = hits[0].score
+        if top < self.settings.answer_threshold:
+            return False
+        return len(hits) < 2 or top - hits[1].score >= self.settings.answer_margin
+
+    def _suggest(self, hits: list[Hit]) -> tuple[Suggestion, ...]:
+        suggestions = []
+        for hit in hits:
+            question = hit.matched_question or (hit.passage.questions[0] if hit.passage.questions else None)
+            if question:
+                suggestions.append(Suggestion(hit.passage.id, question))
+        return tuple(suggestions[: self.settings.max_suggestions])
+
+    def starters(self, count: int = 4) -> tuple[Suggestion, ...]:
+        """Opening suggestions: the first vetted question of the first FAQ-style passages."""
+        chosen = [p for p in self.passages if p.questions]
+        chosen.sort(key=lambda p: (not p.id.startswith("faq-"), self.passages.index(p)))
+        return tuple(Suggestion(p.id, p.questions[0]) for p in chosen[:count])
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())

@@ -1,0 +1,108 @@
+"""Sentence embedders. Query and passage embedding are separate methods (asymmetric models)."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+import re
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+# Never reach for a model hub: the weights come from an installed package.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+class Embedder(Protocol):
+    model_id: str
+    dimension: int
+
+    def query_embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def passage_embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def resolve_model_path(model: str) -> Path:
+    """A local folder, or an installed package that ships its weights (get_model_path())."""
+    path = Path(model)
+    if path.is_dir():
+        return path
+    module_name = model.replace("-", "_")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ValueError(
+            f"KETAMINE_QA_MODEL={model!r} is neither a folder nor an installed model package"
+        ) from e
+    get_path = getattr(module, "get_model_path", None)
+    if get_path is None:
+        raise ValueError(f"package {module_name!r} does not ship model weights (no get_model_path())")
+    return Path(get_path())
+
+
+class SentenceTransformerEmbedder:
+    """all-MiniLM-L6-v2 (or another sentence-transformers model) on the CPU, normalised vectors."""
+
+    def __init__(self, model: str, threads: int | None = None) -> None:
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        if threads:
+            torch.set_num_threads(threads)
+        path = resolve_model_path(model)
+        self._model = SentenceTransformer(str(path), device="cpu")
+        self._lock = threading.Lock()
+        self.model_id = f"sentence-transformers:{path.name if path.name != 'model' else model}"
+        self.dimension = int(self._model.get_embedding_dimension())
+
+    def _encode(self, texts: Sequence[str]) -> np.ndarray:
+        # One encode at a time: torch already uses every core, and interleaving slows both.
+        with self._lock:
+            vectors = self._model.encode(
+                list(texts), batch_size=32, normalize_embeddings=True, convert_to_numpy=True
+            )
+        return np.asarray(vectors, dtype=np.float32).reshape(len(texts), self.dimension)
+
+    def query_embed(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts)
+
+    def passage_embed(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts)
+
+
+class FakeEmbedder:
+    """Deterministic bag-of-words vectors for fast tests: shared words mean similar vectors."""
+
+    model_id = "fake:hashed-words"
+
+    def __init__(self, dimension: int = 256) -> None:
+        self.dimension = dimension
+
+    def _vector(self, text: str) -> np.ndarray:
+        vector = np.zeros(self.dimension, dtype=np.float32)
+        for word in re.findall(r"[a-z0-9]+", text.lower()):
+            digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
+            vector[int.from_bytes(digest[:4], "little") % self.dimension] += 1.0
+        norm = float(np.linalg.norm(vector))
+        if norm == 0.0:
+            vector[0] = 1.0
+            return vector
+        return vector / norm
+
+    def query_embed(self, texts: Sequence[str]) -> np.ndarray:
+        return np.stack([self._vector(t) for t in texts]) if texts else np.zeros((0, self.dimension), np.float32)
+
+    def passage_embed(self, texts: Sequence[str]) -> np.ndarray:
+        return self.query_embed(texts)
+
+
+def load_embedder(kind: str, model: str) -> Embedder:
+    if kind == "fake":
+        return FakeEmbedder()
+    return SentenceTransformerEmbedder(model)

@@ -1,0 +1,254 @@
+"""Load and validate the clinician-vetted knowledge files in knowledge/.
+
+Every problem is collected and reported at once (file, entry id, field), so a clinic editing
+the YAML by hand sees everything it has to fix in one run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from app.errors import InvalidKnowledge, KnowledgeError
+
+STATUSES = ("approved", "draft", "retired")
+REVIEW_FIELDS = ("reviewed_by", "reviewed_on", "review_due")
+PASSAGE_FIELDS = ("id", "section", "text", "source", "status", *REVIEW_FIELDS)
+MESSAGE_KINDS = ("no_match",)
+
+
+def content_version(text: str) -> str:
+    """Short content hash: the same words always have the same version."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Passage:
+    id: str
+    section: str
+    text: str
+    source: str
+    status: str
+    reviewed_by: str
+    reviewed_on: date
+    review_due: date
+    questions: tuple[str, ...] = ()
+
+    @property
+    def version(self) -> str:
+        return content_version(self.text)
+
+    def servable(self, today: date) -> bool:
+        return self.status == "approved" and self.review_due >= today
+
+
+@dataclass(frozen=True)
+class Message:
+    """A fixed, vetted reply that is not a passage (e.g. the decline)."""
+
+    kind: str
+    text: str
+    reviewed_by: str
+    reviewed_on: date
+    review_due: date
+
+
+@dataclass(frozen=True)
+class Knowledge:
+    passages: tuple[Passage, ...]
+    messages: dict[str, Message] = field(default_factory=dict)
+
+    def served(self, today: date) -> tuple[Passage, ...]:
+        return tuple(p for p in self.passages if p.servable(today))
+
+    def due_within(self, today: date, days: int) -> tuple[Passage, ...]:
+        """Servable passages whose review falls due within `days` days."""
+        return tuple(p for p in self.served(today) if (p.review_due - today).days <= days)
+
+    def overdue(self, today: date) -> tuple[Passage, ...]:
+        return tuple(p for p in self.passages if p.status == "approved" and p.review_due < today)
+
+
+def read_yaml(path: Path, problems: list[KnowledgeError]) -> Any:
+    try:
+        return YAML(typ="safe").load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        problems.append(KnowledgeError(str(path), None, None, f"cannot be read ({e})"))
+    except YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problems.append(KnowledgeError(str(path), None, None, f"is not valid YAML{where}"))
+    return None
+
+
+def _as_date(value: Any) -> date | None:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def _text_field(entry: dict[str, Any], name: str, err: Any) -> str:
+    value = entry.get(name)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        err(name, "is required")
+        return ""
+    if not isinstance(value, str):
+        err(name, f"must be text, not {type(value).__name__}")
+        return ""
+    return value
+
+
+def _review_fields(entry: dict[str, Any], err: Any) -> tuple[str, date, date]:
+    reviewed_by = _text_field(entry, "reviewed_by", err)
+    dates: list[date] = []
+    for name in ("reviewed_on", "review_due"):
+        raw = entry.get(name)
+        parsed = _as_date(raw)
+        if raw is None:
+            err(name, "is required")
+        elif parsed is None:
+            err(name, f"must be a date like 2027-05-31, not {raw!r}")
+        dates.append(parsed or date.min)
+    if dates[0] != date.min and dates[1] != date.min and dates[1] < dates[0]:
+        err("review_due", "is before reviewed_on")
+    return reviewed_by, dates[0], dates[1]
+
+
+def parse_passages(
+    path: Path, raw: Any, sources_dir: Path, problems: list[KnowledgeError]
+) -> list[Passage]:
+    """Turn one passages file into Passage objects, appending every problem found."""
+    file = str(path)
+    if not isinstance(raw, dict) or not isinstance(raw.get("passages"), list):
+        problems.append(KnowledgeError(file, None, "passages", "the file must hold a list under 'passages:'"))
+        return []
+    source_cache: dict[str, str | None] = {}
+    passages = []
+    for position, entry in enumerate(raw["passages"], start=1):
+        entry_id = entry.get("id") if isinstance(entry, dict) else None
+        label = entry_id if isinstance(entry_id, str) and entry_id else f"#{position}"
+
+        def err(name: str, problem: str, label: str = label) -> None:
+            problems.append(KnowledgeError(file, label, name, problem))
+
+        if not isinstance(entry, dict):
+            err("", "each passage must be a mapping of fields")
+            continue
+        unknown = sorted(set(entry) - set(PASSAGE_FIELDS) - {"questions"})
+        for name in unknown:
+            err(name, "is not a known field (typo?)")
+        pid = _text_field(entry, "id", err)
+        section = _text_field(entry, "section", err)
+        text = _text_field(entry, "text", err)
+        source = _text_field(entry, "source", err)
+        status = _text_field(entry, "status", err)
+        if status and status not in STATUSES:
+            err("status", f"must be one of {', '.join(STATUSES)}, not {status!r}")
+        reviewed_by, reviewed_on, review_due = _review_fields(entry, err)
+        questions = entry.get("questions") or []
+        if not isinstance(questions, list) or not all(isinstance(q, str) and q.strip() for q in questions):
+            err("questions", "must be a list of non-empty questions")
+            questions = []
+        if source:
+            if source not in source_cache:
+                source_path = sources_dir / source
+                try:
+                    source_cache[source] = source_path.read_text(encoding="utf-8")
+                except (OSError, UnicodeDecodeError):
+                    source_cache[source] = None
+            document = source_cache[source]
+            if document is None:
+                err("source", f"names {source!r}, which is not a readable file in {sources_dir}")
+            elif text and text not in document:
+                err("text", f"is not a verbatim excerpt of {source} (check quotes, spaces and line breaks)")
+        passages.append(
+            Passage(pid, section, text, source, status, reviewed_by, reviewed_on, review_due, tuple(questions))
+        )
+    return passages
+
+
+def parse_messages(path: Path, raw: Any, problems: list[KnowledgeError]) -> dict[str, Message]:
+    file = str(path)
+    messages: dict[str, Message] = {}
+    if not isinstance(raw, dict):
+        problems.append(KnowledgeError(file, None, None, "must map message kinds to messages"))
+        return messages
+    for kind in MESSAGE_KINDS:
+        entry = raw.get(kind)
+
+        def err(name: str, problem: str, kind: str = kind) -> None:
+            problems.append(KnowledgeError(file, kind, name, problem))
+
+        if not isinstance(entry, dict):
+            err("", "is missing")
+            continue
+        text = _text_field(entry, "text", err)
+        status = entry.get("status")
+        if status != "approved":
+            err("status", "must be 'approved' for a message the service sends")
+        reviewed_by, reviewed_on, review_due = _review_fields(entry, err)
+        messages[kind] = Message(kind, text, reviewed_by, reviewed_on, review_due)
+    return messages
+
+
+def _check_unique(passages: Iterable[tuple[Path, Passage]], problems: list[KnowledgeError]) -> None:
+    seen: dict[str, Path] = {}
+    for path, passage in passages:
+        if not passage.id:
+            continue
+        if passage.id in seen:
+            problems.append(
+                KnowledgeError(str(path), passage.id, "id", f"is used twice (also in {seen[passage.id].name})")
+            )
+        else:
+            seen[passage.id] = path
+
+
+def passage_files(knowledge_dir: Path) -> list[Path]:
+    return sorted((knowledge_dir / "passages").glob("*.yaml"))
+
+
+def validate(knowledge_dir: Path) -> tuple[Knowledge, list[KnowledgeError]]:
+    """Read every knowledge file; return what could be read and every problem found."""
+    problems: list[KnowledgeError] = []
+    sources_dir = knowledge_dir / "sources"
+    files = passage_files(knowledge_dir)
+    if not files:
+        problems.append(KnowledgeError(str(knowledge_dir / "passages"), None, None, "holds no *.yaml passages file"))
+    located: list[tuple[Path, Passage]] = []
+    for path in files:
+        raw = read_yaml(path, problems)
+        if raw is not None:
+            located += [(path, p) for p in parse_passages(path, raw, sources_dir, problems)]
+    _check_unique(located, problems)
+    messages_path = knowledge_dir / "messages.yaml"
+    messages: dict[str, Message] = {}
+    if not messages_path.exists():
+        problems.append(KnowledgeError(str(messages_path), None, None, "is missing"))
+    else:
+        raw = read_yaml(messages_path, problems)
+        if raw is not None:
+            messages = parse_messages(messages_path, raw, problems)
+    return Knowledge(tuple(p for _, p in located), messages), problems
+
+
+def load(knowledge_dir: Path) -> Knowledge:
+    """Load the knowledge base or raise InvalidKnowledge listing every problem."""
+    knowledge, problems = validate(knowledge_dir)
+    if problems:
+        raise InvalidKnowledge(problems)
+    return knowledge

@@ -1,0 +1,169 @@
+"""The ASGI app: create_app(settings) and a lifespan that owns the model and index.
+
+The server starts listening at once; the model and index load in a worker thread, and /readyz
+answers 503 until they are in place (so an orchestrator never routes patients to a cold replica).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app import api, widget
+from app.assistant import Assistant
+from app.config import Settings
+from app.embedder import Embedder, load_embedder
+from app.errors import InvalidKnowledge, KnowledgeError, NotReady, StaleIndex
+from app.schemas import Readiness
+
+log = logging.getLogger("app")
+
+PROBLEM_JSON = "application/problem+json"
+
+
+def problem(status: int, detail: str | None = None, **extra: Any) -> JSONResponse:
+    body: dict[str, Any] = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status}
+    if detail:
+        body["detail"] = detail
+    body.update(extra)
+    headers = {"Retry-After": "5"} if status == 503 else None
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _field_errors(exc: RequestValidationError) -> list[dict[str, str]]:
+    errors = []
+    for error in exc.errors():
+        location = ".".join(str(part) for part in error.get("loc", ()) if part != "body") or "body"
+        message = str(error.get("msg", "is invalid")).removeprefix("Value error, ")
+        if error.get("type") == "json_invalid":
+            location, message = "body", "the request body is not valid JSON"
+        elif error.get("type") == "string_type":
+            message = "must be a string"
+        errors.append({"field": location, "message": message})
+    return errors
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = _field_errors(exc)
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        return problem(422, detail, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        response = problem(exc.status_code, str(exc.detail) if exc.detail else None)
+        response.headers.update(exc.headers or {})
+        return response
+
+    @app.exception_handler(NotReady)
+    async def _not_ready(request: Request, exc: NotReady) -> JSONResponse:
+        return problem(503, "The assistant is starting up; try again in a few seconds.")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Log the type only: an exception message may quote the question.
+        log.error("unhandled error", extra={"error_type": type(exc).__name__})
+        return problem(500, "Something went wrong on our side; please try again.")
+
+
+def load_assistant(app: FastAPI, settings: Settings, embedder_factory: Callable[[], Embedder]) -> None:
+    """Load model, knowledge and index; record the outcome on app.state (runs in a thread)."""
+    try:
+        assistant = Assistant.load(settings, embedder_factory())
+    except (InvalidKnowledge, KnowledgeError, StaleIndex) as e:
+        app.state.status, app.state.detail = "failed", str(e)
+        log.error("cannot start: %s", e)
+        return
+    # Warm-up: the first encode pays for lazy initialisation; do it before we say "ready".
+    assistant.embedder.query_embed(["warm up"])
+    today = settings.current_date()
+    due = assistant.knowledge.due_within(today, settings.review_warning_days)
+    if due:
+        log.warning(
+            "%d passage(s) fall due for review within %d days: %s",
+            len(due), settings.review_warning_days, ", ".join(p.id for p in due),
+        )
+    app.state.assistant, app.state.status = assistant, "ready"
+    log.info("ready: %d passages served", len(assistant.passages))
+
+
+def create_app(settings: Settings | None = None, embedder_factory: Callable[[], Embedder] | None = None) -> FastAPI:
+    settings = settings or Settings()
+    factory = embedder_factory or (lambda: load_embedder(settings.embedder, settings.model))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.assistant, app.state.status, app.state.detail = None, "loading", None
+        if settings.background_load:
+            task = asyncio.create_task(asyncio.to_thread(load_assistant, app, settings, factory))
+        else:
+            load_assistant(app, settings, factory)
+        yield
+        app.state.status = "stopping"
+        if settings.background_load and not task.done():
+            await task
+
+    app = FastAPI(
+        title="Pre-infusion expectations assistant",
+        version="1.0.0",
+        summary="Answers patients' questions before a ketamine infusion with clinician-vetted passages, verbatim.",
+        lifespan=lifespan,
+        docs_url="/docs" if settings.docs_enabled else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if settings.docs_enabled else None,
+    )
+    app.state.settings = settings
+    app.state.assistant = None
+    app.state.status = "loading"
+    app.state.detail = None
+    install_problem_handlers(app)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["GET", "POST"],
+        allow_headers=["Content-Type", "Authorization", "X-API-Key", "X-Request-ID"],
+        expose_headers=["X-Request-ID", "Retry-After"],
+        max_age=600,
+    )
+    app.include_router(api.router)
+    app.include_router(widget.router)
+
+    @app.get("/healthz", tags=["operations"])
+    def healthz() -> dict[str, str]:
+        """The process is alive."""
+        return {"status": "alive"}
+
+    @app.get("/readyz", tags=["operations"], response_model=Readiness, responses={503: {"model": Readiness}})
+    def readyz(request: Request) -> JSONResponse:
+        """200 once the model and index are loaded; 503 while loading, failed or stopping."""
+        state = request.app.state
+        current: Assistant | None = state.assistant
+        body = Readiness(status=state.status, detail=state.detail)
+        if current is not None:
+            today = settings.current_date()
+            body.passages_served = len(current.passages)
+            body.passages_due_soon = len(current.knowledge.due_within(today, settings.review_warning_days))
+            body.passages_overdue = len(current.knowledge.overdue(today))
+        ready = state.status == "ready" and current is not None
+        return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+
+    return app
+
+
+def _default_app() -> FastAPI:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return create_app()
+
+
+app = _default_app()
