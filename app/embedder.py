@@ -65,7 +65,8 @@ class SentenceTransformerEmbedder:
         # One encode at a time: torch already uses every core, and interleaving slows both.
         with self._lock:
             vectors = self._model.encode(
-                list(texts), batch_size=32, normalize_embeddings=True, convert_to_numpy=True
+                list(texts), batch_size=32, normalize_embeddings=True, convert_to_numpy=True,
+                show_progress_bar=False,
             )
         return np.asarray(vectors, dtype=np.float32).reshape(len(texts), self.dimension)
 
@@ -102,7 +103,15 @@ class FakeEmbedder:
         return self.query_embed(texts)
 
 
-def load_embedder(kind: str, model: str) -> Embedder:
+DEFAULT_ONNX_DIR = Path(__file__).resolve().parent.parent / "embeddings" / "onnx"
+
+
+def load_embedder(kind: str, model: str, onnx_dir: Path | None = None, threads: int | None = None) -> Embedder:
     if kind == "fake":
         return FakeEmbedder()
-    return SentenceTransformerEmbedder(model)
+    if kind == "onnx":
+        # Imported here: the ONNX path must not pay for (or even import) torch.
+        from app.onnx_embedder import OnnxEmbedder
+
+        return OnnxEmbedder(model, onnx_dir or DEFAULT_ONNX_DIR, threads=threads or None)
+    return SentenceTransformerEmbedder(model, threads=threads or None)

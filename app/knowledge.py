@@ -64,6 +64,9 @@ class Message:
 class Knowledge:
     passages: tuple[Passage, ...]
     messages: dict[str, Message] = field(default_factory=dict)
+    # Questions the clinic knows its documents do not answer (out_of_scope.yaml): a question
+    # closer to one of these than to any passage is declined, not answered with a near miss.
+    out_of_scope: tuple[str, ...] = ()
 
     def served(self, today: date) -> tuple[Passage, ...]:
         return tuple(p for p in self.passages if p.servable(today))
@@ -112,14 +115,18 @@ def _text_field(entry: dict[str, Any], name: str, err: Any) -> str:
     return value
 
 
-def _review_fields(entry: dict[str, Any], err: Any) -> tuple[str, date, date]:
-    reviewed_by = _text_field(entry, "reviewed_by", err)
+def _review_fields(entry: dict[str, Any], err: Any, required: bool = True) -> tuple[str, date, date]:
+    """The review fields; a draft (required=False) may leave them empty (null or "")."""
+    if not required:
+        entry = {k: v for k, v in entry.items() if not (k in REVIEW_FIELDS and v in (None, ""))}
+    reviewed_by = _text_field(entry, "reviewed_by", err) if required or "reviewed_by" in entry else ""
     dates: list[date] = []
     for name in ("reviewed_on", "review_due"):
         raw = entry.get(name)
         parsed = _as_date(raw)
         if raw is None:
-            err(name, "is required")
+            if required:
+                err(name, "is required")
         elif parsed is None:
             err(name, f"must be a date like 2027-05-31, not {raw!r}")
         dates.append(parsed or date.min)
@@ -158,7 +165,8 @@ def parse_passages(
         status = _text_field(entry, "status", err)
         if status and status not in STATUSES:
             err("status", f"must be one of {', '.join(STATUSES)}, not {status!r}")
-        reviewed_by, reviewed_on, review_due = _review_fields(entry, err)
+        # Review fields are required once a clinician has acted (approved / retired), not for drafts.
+        reviewed_by, reviewed_on, review_due = _review_fields(entry, err, required=status != "draft")
         questions = entry.get("questions") or []
         if not isinstance(questions, list) or not all(isinstance(q, str) and q.strip() for q in questions):
             err("questions", "must be a list of non-empty questions")
@@ -205,6 +213,30 @@ def parse_messages(path: Path, raw: Any, problems: list[KnowledgeError]) -> dict
     return messages
 
 
+def parse_out_of_scope(path: Path, raw: Any, problems: list[KnowledgeError]) -> tuple[str, ...]:
+    file = str(path)
+
+    def err(name: str, problem: str, entry: str | None = None) -> None:
+        problems.append(KnowledgeError(file, entry, name, problem))
+
+    if not isinstance(raw, dict) or not isinstance(raw.get("topics"), list):
+        err("topics", "the file must hold a list under 'topics:'")
+        return ()
+    if raw.get("status") != "approved":
+        err("status", "must be 'approved'")
+    _review_fields(raw, err)
+    questions: list[str] = []
+    for position, topic in enumerate(raw["topics"], start=1):
+        name = topic.get("topic") if isinstance(topic, dict) else None
+        label = name if isinstance(name, str) and name else f"#{position}"
+        items = topic.get("questions") if isinstance(topic, dict) else None
+        if not isinstance(items, list) or not items or not all(isinstance(q, str) and q.strip() for q in items):
+            err("questions", "must be a non-empty list of questions", label)
+            continue
+        questions += [q.strip() for q in items]
+    return tuple(dict.fromkeys(questions))
+
+
 def _check_unique(passages: Iterable[tuple[Path, Passage]], problems: list[KnowledgeError]) -> None:
     seen: dict[str, Path] = {}
     for path, passage in passages:
@@ -243,7 +275,13 @@ def validate(knowledge_dir: Path) -> tuple[Knowledge, list[KnowledgeError]]:
         raw = read_yaml(messages_path, problems)
         if raw is not None:
             messages = parse_messages(messages_path, raw, problems)
-    return Knowledge(tuple(p for _, p in located), messages), problems
+    out_of_scope: tuple[str, ...] = ()
+    out_of_scope_path = knowledge_dir / "out_of_scope.yaml"
+    if out_of_scope_path.exists():
+        raw = read_yaml(out_of_scope_path, problems)
+        if raw is not None:
+            out_of_scope = parse_out_of_scope(out_of_scope_path, raw, problems)
+    return Knowledge(tuple(p for _, p in located), messages, out_of_scope), problems
 
 
 def load(knowledge_dir: Path) -> Knowledge:

@@ -8,28 +8,76 @@ the answer paragraph).
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import bm25s
 import numpy as np
 
 from app.knowledge import Passage
 from app.store import VectorStore
 
 
+# Words that carry no topic: dropped before lexical scoring.
+STOPWORDS = frozenset(
+    "a an the is are was were be been being do does did doing i im i'm me my mine you your it its it's to of in on "
+    "for and or but what whats how will would can could should shall may might there this that these those with "
+    "at by from as about any have has had get gets got so if when after before during just really very much "
+    "some like am we us our they them their he she his her who which why where than then too also not no yes "
+    "please hi hello thanks thank ok okay".split()
+)
+SUFFIXES = ("ing", "ed", "es", "s", "ly")
+
+
+def lexical_tokens(text: str) -> list[str]:
+    """Lower-case word stems without stop words (a light stemmer: enough for patient questions)."""
+    tokens = []
+    for word in re.findall(r"[a-z0-9]+", text.lower()):
+        if word in STOPWORDS:
+            continue
+        for suffix in SUFFIXES:
+            if len(word) > 4 and word.endswith(suffix):
+                word = word[: -len(suffix)]
+                break
+        tokens.append(word)
+    return tokens
+
+
 @dataclass(frozen=True)
 class Hit:
     passage: Passage
-    score: float
+    # Best cosine of the question to the passage text or one of its vetted questions (0–1 in
+    # practice): the score shown in replies, comparable across questions.
+    similarity: float
+    # BM25 of the question against the passage, scaled so the best passage scores 1.
+    lexical: float
+    # What ranks passages: similarity plus a lexical nudge.
+    rank_score: float
     # The vetted question that matched best, or None when the passage text itself did.
     matched_question: str | None
 
 
-class PassageIndex:
-    """Dense search over the served passages and their vetted alternate questions."""
+@dataclass(frozen=True)
+class Ranking:
+    hits: list[Hit]
+    # Best cosine of the question to the known out-of-scope questions (-1 when there are none).
+    out_of_scope: float
 
-    def __init__(self, passages: Sequence[Passage], store: VectorStore) -> None:
+
+class PassageIndex:
+    """Hybrid search over the served passages: dense (text + vetted questions) and BM25."""
+
+    def __init__(
+        self,
+        passages: Sequence[Passage],
+        store: VectorStore,
+        out_of_scope: Sequence[str] = (),
+        lexical_weight: float = 0.2,
+    ) -> None:
         self.passages = tuple(passages)
+        self.lexical_weight = lexical_weight
         texts: list[str] = []
         owners: list[int] = []
         questions: list[str | None] = []
@@ -44,21 +92,42 @@ class PassageIndex:
         self._matrix = store.matrix(texts)
         self._owners = np.asarray(owners, dtype=np.int64)
         self._questions = questions
+        self._out_of_scope = store.matrix(list(out_of_scope))
+        documents = [lexical_tokens(" ".join((p.section, p.text, *p.questions))) for p in self.passages]
+        self._vocabulary = frozenset(t for d in documents for t in d)
+        self._bm25 = bm25s.BM25()
+        if self.passages:
+            self._bm25.index(documents, show_progress=False)
 
-    def search(self, query: np.ndarray, k: int = 3) -> list[Hit]:
-        """The k best passages for a normalised query vector, best first."""
+    def lexical(self, question: str) -> np.ndarray:
+        """BM25 per passage, scaled to [0, 1] by the best passage (all zeros when no word matches)."""
+        tokens = [t for t in lexical_tokens(question) if t in self._vocabulary]
+        if not tokens:
+            return np.zeros(len(self.passages), dtype=np.float32)
+        scores = np.asarray(self._bm25.get_scores(tokens), dtype=np.float32)
+        best = float(scores.max())
+        return scores / best if best > 0 else scores
+
+    def search(self, query: np.ndarray, question: str, k: int = 3) -> Ranking:
+        """The k best passages for a normalised query vector and its text, best first."""
+        query = query.astype(np.float32)
+        out_of_scope = float(np.max(self._out_of_scope @ query)) if len(self._out_of_scope) else -1.0
         if not self.passages:
-            return []
-        sims = self._matrix @ query.astype(np.float32)
+            return Ranking([], out_of_scope)
+        sims = self._matrix @ query
         best = np.full(len(self.passages), -np.inf, dtype=np.float32)
         np.maximum.at(best, self._owners, sims)
-        order = np.argsort(-best, kind="stable")[:k]
+        lexical = self.lexical(question)
+        fused = best + self.lexical_weight * lexical
+        order = np.argsort(-fused, kind="stable")[:k]
         hits = []
         for i in order:
             rows = np.flatnonzero(self._owners == i)
             row = rows[int(np.argmax(sims[rows]))]
-            hits.append(Hit(self.passages[int(i)], float(best[i]), self._questions[row]))
-        return hits
+            hits.append(
+                Hit(self.passages[int(i)], float(best[i]), float(lexical[i]), float(fused[i]), self._questions[row])
+            )
+        return Ranking(hits, out_of_scope)
 
 
 class ExemplarIndex:

@@ -16,7 +16,6 @@ class AskRequest(BaseModel):
 
     question: StrictStr = Field(
         description="The patient's question: 1 to 500 characters after trimming spaces.",
-        min_length=1,
         max_length=4 * MAX_QUESTION_CHARS,
     )
 

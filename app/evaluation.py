@@ -1,0 +1,107 @@
+"""Answer-quality evaluation on the labelled set (eval/questions.yaml), through Assistant.ask.
+
+The same code path as /v1/ask: safety gate, retrieval, decision. Figures are reported per
+split; the held-out split is never used for tuning (eval/README.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ruamel.yaml import YAML
+
+from app.assistant import Assistant
+
+# CI gates on the held-out split, a little below the measured figures (docs/answer-quality.md),
+# so a regression fails the build.
+GATES = {"top1": 0.85, "off_topic_declined": 0.90, "uncovered_declined": 0.75}
+
+
+@dataclass(frozen=True)
+class Case:
+    question: str
+    expect: tuple[str, ...]  # passage ids that answer it; empty means the right reply is a decline
+    split: str
+    category: str  # in_scope | off_topic | uncovered
+    style: str = ""
+
+
+@dataclass
+class Figures:
+    split: str
+    in_scope: int = 0
+    correct: int = 0
+    reciprocal_ranks: float = 0.0
+    off_topic: int = 0
+    off_topic_declined: int = 0
+    uncovered: int = 0
+    uncovered_declined: int = 0
+    declined_in_scope: int = 0
+    misses: list[str] = field(default_factory=list)
+
+    def rate(self, part: int, whole: int) -> float:
+        return part / whole if whole else 0.0
+
+    def summary(self) -> dict[str, float]:
+        declined_right = self.off_topic_declined + self.uncovered_declined
+        declined = declined_right + self.declined_in_scope
+        return {
+            "top1": self.rate(self.correct, self.in_scope),
+            "mrr3": self.reciprocal_ranks / self.in_scope if self.in_scope else 0.0,
+            "off_topic_declined": self.rate(self.off_topic_declined, self.off_topic),
+            "uncovered_declined": self.rate(self.uncovered_declined, self.uncovered),
+            "decline_precision": self.rate(declined_right, declined),
+            "decline_recall": self.rate(declined_right, self.off_topic + self.uncovered),
+        }
+
+
+def load_cases(path: Path) -> list[Case]:
+    raw = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
+    cases = []
+    for item in raw["questions"]:
+        expect = item["expect"]
+        if expect == "no_match":
+            cases.append(Case(item["q"], (), item["split"], item["category"]))
+        else:
+            cases.append(Case(item["q"], tuple(expect), item["split"], "in_scope", item.get("style", "")))
+    return cases
+
+
+def evaluate(assistant: Assistant, cases: Iterable[Case]) -> dict[str, Figures]:
+    figures: dict[str, Figures] = {}
+    for case in cases:
+        fig = figures.setdefault(case.split, Figures(case.split))
+        reply = assistant.ask(case.question)
+        answered = reply.kind == "answer"
+        if case.category == "in_scope":
+            fig.in_scope += 1
+            got = reply.passage.id if reply.passage else f"<{reply.kind}: {reply.rule}>"
+            if answered and got in case.expect:
+                fig.correct += 1
+            else:
+                fig.misses.append(f"in-scope  {case.question!r}: got {got}, want {'|'.join(case.expect)}")
+                if not answered:
+                    fig.declined_in_scope += 1
+            for rank, passage_id in enumerate(reply.ranked[:3], start=1):
+                if passage_id in case.expect:
+                    fig.reciprocal_ranks += 1 / rank
+                    break
+        else:
+            declined = not answered
+            if case.category == "off_topic":
+                fig.off_topic += 1
+                fig.off_topic_declined += declined
+            else:
+                fig.uncovered += 1
+                fig.uncovered_declined += declined
+            if not declined:
+                assert reply.passage is not None
+                fig.misses.append(f"{case.category:<9} {case.question!r}: answered with {reply.passage.id}")
+    return figures
+
+
+def below_gates(figures: Figures) -> list[str]:
+    summary = figures.summary()
+    return [f"{name} {summary[name]:.3f} < gate {gate:.2f}" for name, gate in GATES.items() if summary[name] < gate]

@@ -1,0 +1,241 @@
+"""The safety gate: crisis and emergencies, then personal medical advice, before any retrieval.
+
+Layered and explainable; nothing is generated:
+1. normalise the text (unicode, case, apostrophes, look-alike digits, repeated letters);
+2. remove curated idioms ("dying to know", "the wait is killing me") so they cannot trip a rule;
+3. crisis phrases (exact, then fuzzy for misspellings) and crisis patterns;
+4. refer patterns (the patient's own medications, doses, eligibility, symptoms);
+5. semantic similarity of the question to curated crisis / refer exemplars, re-using the one
+   query embedding (computed by app.retrieval), as a safety net for phrasings no list has.
+The lexical layers alone catch every crisis case in tests/safety_cases.yaml, so safety never
+depends on the model. All lists and messages are data in knowledge/safety.yaml.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+from rapidfuzz import fuzz
+
+from app.errors import KnowledgeError, InvalidKnowledge
+from app.knowledge import read_yaml
+
+Kind = Literal["crisis", "refer", "pass"]
+
+LOOKALIKES = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "@": "a", "$": "s", "!": "i"})
+APOSTROPHES = re.compile(r"[\u2019\u2018\u02bc`´']")
+
+
+def normalise(text: str) -> str:
+    """Lower-case ASCII words separated by single spaces; runs of 3+ letters cut to 2."""
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(c for c in text if not unicodedata.combining(c)).lower()
+    text = APOSTROPHES.sub("", text)
+    # Digits inside words are look-alike letters ("k1ll", "d1e"); stand-alone numbers stay.
+    text = re.sub(r"[a-z]*[0-9@$!][a-z0-9@$!]*", lambda m: m.group(0).translate(LOOKALIKES)
+                  if re.search(r"[a-z]", m.group(0)) else m.group(0), text)
+    text = re.sub(r"[^a-z0-9]+", " ", text)
+    text = re.sub(r"([a-z])\1{2,}", r"\1\1", text)
+    return f" {text.strip()} "
+
+
+def squeeze(text: str) -> str:
+    """Every run of a repeated letter cut to one: 'kiiill' and 'kill' both become 'kil'."""
+    return re.sub(r"([a-z])\1+", r"\1", text)
+
+
+@dataclass(frozen=True)
+class Resource:
+    label: str
+    href: str
+    kind: str  # call | text | chat | web
+
+
+@dataclass(frozen=True)
+class SafetyMessage:
+    text: str
+    reviewed_by: str
+    reviewed_on: date
+    review_due: date
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    kind: Kind
+    # Which rule fired, from the curated lists ("crisis.phrase:end it all"); never the question.
+    rule: str
+
+
+@dataclass(frozen=True)
+class _Rules:
+    phrases: tuple[str, ...]  # squeezed, space-padded
+    patterns: tuple[re.Pattern[str], ...]
+    semantic_threshold: float
+    semantic_margin: float
+
+
+@dataclass
+class SafetyGate:
+    crisis_message: SafetyMessage
+    clinic_line: str
+    resources: tuple[Resource, ...]
+    refer_message: SafetyMessage
+    idioms: tuple[re.Pattern[str], ...]
+    crisis: _Rules
+    refer: _Rules
+    fuzzy_threshold: float
+    exemplars: dict[str, list[str]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> SafetyGate:
+        problems: list[KnowledgeError] = []
+        raw = read_yaml(path, problems)
+        if problems:
+            raise problems[0]
+        try:
+            return _parse(path, raw)
+        except InvalidKnowledge as e:
+            raise e.problems[0] from e
+
+    def check(self, question: str, similarity: Mapping[str, float] | None = None) -> GateDecision:
+        text = normalise(question)
+        for idiom in self.idioms:
+            text = idiom.sub(" ", text)
+        squeezed = squeeze(text)
+        rule = self._lexical("crisis", self.crisis, text, squeezed, fuzzy=True)
+        if rule:
+            return GateDecision("crisis", rule)
+        rule = self._lexical("refer", self.refer, text, squeezed, fuzzy=False)
+        if rule:
+            return GateDecision("refer", rule)
+        if similarity:
+            benign = similarity.get("benign", -1.0)
+            for kind, rules in (("crisis", self.crisis), ("refer", self.refer)):
+                score = similarity.get(kind, -1.0)
+                if score >= rules.semantic_threshold and score - benign >= rules.semantic_margin:
+                    return GateDecision(kind, f"{kind}.semantic")  # type: ignore[arg-type]
+        return GateDecision("pass", "pass")
+
+    def _lexical(self, kind: str, rules: _Rules, text: str, squeezed: str, fuzzy: bool) -> str | None:
+        for phrase in rules.phrases:
+            if phrase in squeezed:
+                return f"{kind}.phrase:{phrase.strip()}"
+        for pattern in rules.patterns:
+            if pattern.search(text):
+                return f"{kind}.pattern:{pattern.pattern[:40]}"
+        if fuzzy:
+            words = squeezed.split()
+            for phrase in rules.phrases:
+                target = phrase.strip()
+                if len(target) < 7:
+                    continue
+                n = len(target.split())
+                for i in range(len(words) - n + 1):
+                    if fuzz.ratio(target, " ".join(words[i : i + n])) >= self.fuzzy_threshold:
+                        return f"{kind}.fuzzy:{target}"
+        return None
+
+    def crisis_reply(self, clinic_name: str, clinic_phone: str | None) -> tuple[str, list[Resource]]:
+        text, resources = self.crisis_message.text, list(self.resources)
+        if clinic_phone:
+            text = f"{text}\n\n{self.clinic_line.format(clinic_name=clinic_name, clinic_phone=clinic_phone)}"
+            digits = re.sub(r"[^0-9+]", "", clinic_phone)
+            resources.append(Resource(f"Call {clinic_name}", f"tel:{digits}", "call"))
+        return text, resources
+
+    def refer_reply(self) -> str:
+        return self.refer_message.text
+
+
+def _parse(path: Path, raw: Any) -> SafetyGate:
+    file = str(path)
+
+    def fail(entry: str | None, name: str | None, problem: str) -> KnowledgeError:
+        return KnowledgeError(file, entry, name, problem)
+
+    if not isinstance(raw, dict):
+        raise fail(None, None, "must be a mapping with crisis, refer and idioms")
+
+    def section(name: str) -> dict[str, Any]:
+        value = raw.get(name)
+        if not isinstance(value, dict):
+            raise fail(name, None, "is missing")
+        return value
+
+    def message(entry: str, value: dict[str, Any]) -> SafetyMessage:
+        if value.get("status") != "approved":
+            raise fail(entry, "status", "must be 'approved' for a message the service sends")
+        text = value.get("message")
+        if not isinstance(text, str) or not text.strip():
+            raise fail(entry, "message", "is required")
+        by, on, due = value.get("reviewed_by"), value.get("reviewed_on"), value.get("review_due")
+        if not isinstance(by, str) or not by.strip():
+            raise fail(entry, "reviewed_by", "is required")
+        for name, when in (("reviewed_on", on), ("review_due", due)):
+            if not isinstance(when, date):
+                raise fail(entry, name, f"must be a date like 2027-05-31, not {when!r}")
+        return SafetyMessage(text.strip(), by, on, due)  # type: ignore[arg-type]
+
+    def strings(entry: str, name: str, value: Any, required: bool = True) -> list[str]:
+        if value is None and not required:
+            return []
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+            raise fail(entry, name, "must be a list of text")
+        return [v.strip() for v in value]
+
+    def compile_all(entry: str, name: str, values: Iterable[str], substitutions: Mapping[str, str]) -> tuple:
+        compiled = []
+        for value in values:
+            for key, alternatives in substitutions.items():
+                value = value.replace("{" + key + "}", alternatives)
+            try:
+                compiled.append(re.compile(value))
+            except re.error as e:
+                raise fail(entry, name, f"has a pattern that is not a valid regular expression ({e})") from e
+        return tuple(compiled)
+
+    def rules(entry: str, value: dict[str, Any], substitutions: Mapping[str, str]) -> _Rules:
+        phrases = tuple(f" {squeeze(normalise(p).strip())} " for p in strings(entry, "phrases", value.get("phrases")))
+        patterns = compile_all(entry, "patterns", strings(entry, "patterns", value.get("patterns"), False), substitutions)
+        semantic = value.get("semantic") or {}
+        return _Rules(phrases, patterns, float(semantic.get("threshold", 1.01)), float(semantic.get("margin", 0.0)))
+
+    crisis, refer = section("crisis"), section("refer")
+    lists = raw.get("lists") or {}
+    substitutions = {name: "(?:" + "|".join(re.escape(normalise(v).strip()) for v in strings("lists", name, values)) + ")"
+                     for name, values in lists.items()}
+    resources = []
+    for i, item in enumerate(crisis.get("resources") or [], 1):
+        if not isinstance(item, dict) or not all(isinstance(item.get(k), str) for k in ("label", "href", "kind")):
+            raise fail("crisis", "resources", f"item {i} needs label, href and kind")
+        if not re.match(r"^(tel:|sms:|https://)", item["href"]):
+            raise fail("crisis", "resources", f"item {i} href must start with tel:, sms: or https://")
+        resources.append(Resource(item["label"], item["href"], item["kind"]))
+    if not resources:
+        raise fail("crisis", "resources", "must list the crisis lines")
+    clinic_line = crisis.get("clinic_line")
+    if not isinstance(clinic_line, str) or "{clinic_phone}" not in clinic_line:
+        raise fail("crisis", "clinic_line", "must be a sentence containing {clinic_phone}")
+    exemplars = {
+        name: strings(name, "exemplars", section(name).get("exemplars"))
+        for name in ("crisis", "refer", "benign")
+        if isinstance(raw.get(name), dict) and raw[name].get("exemplars") is not None
+    }
+    idioms = compile_all("idioms", "", strings("idioms", None, raw.get("idioms")), substitutions)
+    return SafetyGate(
+        crisis_message=message("crisis", crisis),
+        clinic_line=clinic_line,
+        resources=tuple(resources),
+        refer_message=message("refer", refer),
+        idioms=idioms,
+        crisis=rules("crisis", crisis, substitutions),
+        refer=rules("refer", refer, substitutions),
+        fuzzy_threshold=float(raw.get("fuzzy_threshold", 90)),
+        exemplars=exemplars,
+    )
