@@ -28,7 +28,7 @@ from app.knowledge import read_yaml
 
 Kind = Literal["crisis", "refer", "pass"]
 
-LOOKALIKES = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "@": "a", "$": "s", "!": "i"})
+LOOKALIKES = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "@": "a", "$": "s"})
 APOSTROPHES = re.compile(r"[\u2019\u2018\u02bc`´']")
 
 
@@ -38,7 +38,7 @@ def normalise(text: str) -> str:
     text = "".join(c for c in text if not unicodedata.combining(c)).lower()
     text = APOSTROPHES.sub("", text)
     # Digits inside words are look-alike letters ("k1ll", "d1e"); stand-alone numbers stay.
-    text = re.sub(r"[a-z]*[0-9@$!][a-z0-9@$!]*", lambda m: m.group(0).translate(LOOKALIKES)
+    text = re.sub(r"[a-z]*[0-9@$][a-z0-9@$]*", lambda m: m.group(0).translate(LOOKALIKES)
                   if re.search(r"[a-z]", m.group(0)) else m.group(0), text)
     text = re.sub(r"[^a-z0-9]+", " ", text)
     text = re.sub(r"([a-z])\1{2,}", r"\1\1", text)
@@ -108,19 +108,21 @@ class SafetyGate:
         for idiom in self.idioms:
             text = idiom.sub(" ", text)
         squeezed = squeeze(text)
+        # Crisis outranks refer at every layer: a crisis that also names a medication is a crisis.
         rule = self._lexical("crisis", self.crisis, text, squeezed, fuzzy=True)
-        if rule:
-            return GateDecision("crisis", rule)
+        if rule or self._semantic(self.crisis, "crisis", similarity):
+            return GateDecision("crisis", rule or "crisis.semantic")
         rule = self._lexical("refer", self.refer, text, squeezed, fuzzy=False)
-        if rule:
-            return GateDecision("refer", rule)
-        if similarity:
-            benign = similarity.get("benign", -1.0)
-            for kind, rules in (("crisis", self.crisis), ("refer", self.refer)):
-                score = similarity.get(kind, -1.0)
-                if score >= rules.semantic_threshold and score - benign >= rules.semantic_margin:
-                    return GateDecision(kind, f"{kind}.semantic")  # type: ignore[arg-type]
+        if rule or self._semantic(self.refer, "refer", similarity):
+            return GateDecision("refer", rule or "refer.semantic")
         return GateDecision("pass", "pass")
+
+    @staticmethod
+    def _semantic(rules: _Rules, kind: str, similarity: Mapping[str, float] | None) -> bool:
+        if not similarity:
+            return False
+        score = similarity.get(kind, -1.0)
+        return score >= rules.semantic_threshold and score - similarity.get("benign", -1.0) >= rules.semantic_margin
 
     def _lexical(self, kind: str, rules: _Rules, text: str, squeezed: str, fuzzy: bool) -> str | None:
         for phrase in rules.phrases:

@@ -1,0 +1,127 @@
+"""The safety gate on its own (lexical layers; no model) and on the labelled set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from ruamel.yaml import YAML
+
+from app.errors import KnowledgeError
+from app.safety import SafetyGate, normalise
+from tests.conftest import SHIPPED_KNOWLEDGE
+
+CASES = YAML(typ="safe").load((Path(__file__).parent / "safety_cases.yaml").read_text(encoding="utf-8"))["cases"]
+GATE = SafetyGate.load(SHIPPED_KNOWLEDGE / "safety.yaml")
+EXPECTED = {"crisis": "crisis", "refer": "refer", "benign": "pass"}
+
+
+def cases(label: str, split: str | None = None, tag: str | None = None) -> list[str]:
+    return [
+        c["text"] for c in CASES
+        if c["label"] == label and (split is None or c["split"] == split) and (tag is None or c["tag"] == tag)
+    ]
+
+
+def test_the_labelled_set_is_big_enough() -> None:
+    assert len(cases("crisis")) >= 60 and len(cases("refer")) >= 40 and len(cases("benign")) >= 60
+    indirect = sum(len(cases("crisis", tag=t)) for t in ("indirect", "misspelled", "slang"))
+    assert indirect >= len(cases("crisis")) / 3
+
+
+@pytest.mark.parametrize("text", cases("crisis", "tune"))
+def test_every_tuning_crisis_case_is_caught_by_phrases_alone(text: str) -> None:
+    assert GATE.check(text).kind == "crisis"
+
+
+@pytest.mark.parametrize("text", cases("benign", tag="idiom"))
+def test_no_idiom_trips_the_crisis_gate(text: str) -> None:
+    assert GATE.check(text).kind != "crisis"
+
+
+@pytest.mark.parametrize("text", cases("benign", tag="depression-treatment"))
+def test_questions_about_treating_depression_are_not_crisis(text: str) -> None:
+    assert GATE.check(text).kind != "crisis"
+
+
+def test_refer_recall_and_false_refer_on_tuning_split() -> None:
+    refer = cases("refer", "tune")
+    assert sum(GATE.check(t).kind == "refer" for t in refer) / len(refer) >= 0.9
+    benign = cases("benign", "tune")
+    assert sum(GATE.check(t).kind == "refer" for t in benign) / len(benign) <= 0.05
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["i dont want to be alive anymore", "I want to diiieee", "sucide", "kil myself", "k1ll mys3lf", "kms",
+     "i want to unalive myself", "better off dead", "I just want to end it all", "my throat is closing",
+     "I have chest pain", "took too many pills", "I don’t want to wake up tomorrow", "SUICIDAL"],
+)
+def test_normalisation_catches_case_unicode_repeats_misspellings_and_slang(text: str) -> None:
+    assert GATE.check(text).kind == "crisis"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["I'm dying to know how long it takes", "the wait is killing me", "will it kill the pain?",
+     "can ketamine help my depression?", "does the needle hurt", "Does ketamine help with suicidal thoughts?",
+     "will I be unconscious during the infusion?", "can I catch the bus home afterwards?"],
+)
+def test_figures_of_speech_and_treatment_questions_pass(text: str) -> None:
+    assert GATE.check(text).kind == "pass"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["can I skip my lamotrigine the morning of the infusion?", "what dose will I get", "I'm pregnant, can I have it?",
+     "I have bipolar, can I do this?", "should I stop my sertraline before treatment", "how many mg do you give"],
+)
+def test_personal_medical_questions_are_referred(text: str) -> None:
+    assert GATE.check(text).kind == "refer"
+
+
+def test_rule_names_the_curated_entry_never_the_question() -> None:
+    question = "honestly i want to end it all zebra-marker-123"
+    decision = GATE.check(question)
+    assert decision.kind == "crisis" and "zebra" not in decision.rule and "honestly" not in decision.rule
+
+
+def test_semantic_layer_fires_only_above_threshold_and_margin() -> None:
+    quiet = "what colour are the walls"
+    assert GATE.check(quiet, {"crisis": 0.95, "refer": 0.0, "benign": 0.2}).rule == "crisis.semantic"
+    assert GATE.check(quiet, {"crisis": 0.95, "refer": 0.0, "benign": 0.93}).kind == "pass"
+    assert GATE.check(quiet, {"crisis": 0.10, "refer": 0.90, "benign": 0.2}).rule == "refer.semantic"
+
+
+def test_crisis_reply_lists_every_line_and_the_clinic_only_when_configured() -> None:
+    text, resources = GATE.crisis_reply("Riverside Clinic", None)
+    for needle in ("911", "988", "988lifeline.org", "741741", "HOME"):
+        assert needle in text
+    hrefs = [r.href for r in resources]
+    assert {"tel:911", "tel:988", "sms:988"} <= set(hrefs) and any(h.startswith("sms:741741") for h in hrefs)
+    assert all(h.startswith(("tel:", "sms:", "https://")) for h in hrefs)
+    assert "Riverside" not in text
+    text, resources = GATE.crisis_reply("Riverside Clinic", "+1 (555) 010-0199")
+    assert "Riverside Clinic at +1 (555) 010-0199" in text
+    assert resources[-1].href == "tel:+15550100199"
+
+
+def test_broken_safety_file_names_file_entry_and_field(tmp_path: Path) -> None:
+    broken = tmp_path / "safety.yaml"
+    text = (SHIPPED_KNOWLEDGE / "safety.yaml").read_text(encoding="utf-8")
+    broken.write_text(text.replace("  clinic_line: You can also call {clinic_name} at {clinic_phone}.\n", ""))
+    with pytest.raises(KnowledgeError) as caught:
+        SafetyGate.load(broken)
+    assert (caught.value.file, caught.value.entry_id, caught.value.field) == (str(broken), "crisis", "clinic_line")
+
+
+def test_normalise_folds_unicode_case_apostrophes_and_repeats() -> None:
+    assert normalise("I DON’T wanna diiiiie!!") == " i dont wanna diie "
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=300))
+def test_gate_never_raises_and_always_decides(text: str) -> None:
+    assert GATE.check(text).kind in {"crisis", "refer", "pass"}
