@@ -82,7 +82,11 @@ class Assistant:
         self.today = settings.current_date()
         self.passages = knowledge.served(self.today)
         self.index = PassageIndex(self.passages, store, knowledge.out_of_scope, settings.lexical_weight)
-        self.exemplars = ExemplarIndex(gate.exemplars, store)
+        # The gate's semantic layer must beat the closest benign text, and every vetted question
+        # is benign by definition: a question near one of them is not referred or escalated.
+        contrast = dict(gate.exemplars)
+        contrast["benign"] = [*gate.exemplars.get("benign", []), *(q for p in self.passages for q in p.questions)]
+        self.exemplars = ExemplarIndex(contrast, store)
         self.decline_text = knowledge.messages["no_match"].text
 
     @classmethod

@@ -57,13 +57,13 @@ class Settings(BaseSettings):
 
     # Decision: answer only when the best passage's score clears the threshold and beats the
     # runner-up passage by the margin. Calibrated on eval/ (see docs/answer-quality.md).
-    answer_threshold: float = Field(default=0.45, ge=0.0, le=1.0)
+    answer_threshold: float = Field(default=0.30, ge=0.0, le=1.0)
     answer_margin: float = Field(default=0.0, ge=0.0, le=1.0)
     # Decline when a known out-of-scope question (knowledge/out_of_scope.yaml) is at least this
     # close relative to the best passage (negative: the passage must win by that much).
-    out_of_scope_margin: float = Field(default=0.0, ge=-1.0, le=1.0)
+    out_of_scope_margin: float = Field(default=0.03, ge=-1.0, le=1.0)
     # Weight of the lexical (BM25, 0–1) score added to the dense similarity when ranking.
-    lexical_weight: float = Field(default=0.2, ge=0.0, le=1.0)
+    lexical_weight: float = Field(default=0.1, ge=0.0, le=1.0)
     max_suggestions: int = Field(default=3, ge=0, le=10)
 
     review_warning_days: int = Field(default=30, ge=0)

@@ -1,0 +1,83 @@
+"""Real-model tests: the shipped knowledge base with all-MiniLM-L6-v2 (loaded from its package)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.assistant import Assistant
+from app.config import Settings
+from app.embedder import load_embedder
+from app.evaluation import GATES, evaluate, load_cases
+from tests.conftest import ROOT, SEED_SOURCE, TODAY
+
+pytestmark = pytest.mark.model
+SOURCE = SEED_SOURCE.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def assistant(tmp_path_factory: pytest.TempPathFactory) -> Assistant:
+    settings = Settings(today=TODAY)
+    return Assistant.load(settings, load_embedder("torch", settings.model))
+
+
+@pytest.mark.parametrize(
+    ("question", "passage_id"),
+    [
+        ("does the needle hurt", "faq-is-it-painful"),
+        ("will the infusion be painful?", "faq-is-it-painful"),
+        ("how long does a session take", "session-length"),
+        ("is feeling detached from my body normal", "floating-and-dissociation"),
+        ("how will i feel after the infusion", "after-the-infusion"),
+        ("can ketamine help my depression?", "faq-help-with-depression"),
+    ],
+)
+def test_real_questions_get_the_right_passage_verbatim(assistant: Assistant, question: str, passage_id: str) -> None:
+    reply = assistant.ask(question)
+    assert reply.kind == "answer" and reply.passage is not None
+    assert reply.passage.id == passage_id
+    assert reply.passage.text in SOURCE and reply.answer == f"{reply.passage.text}\n\n{reply.notice}"
+
+
+@pytest.mark.parametrize("question", ["how much does it cost?", "where do I park", "can I drive home afterwards?",
+                                      "tell me a joke", "asdfghjkl"])
+def test_questions_the_article_does_not_answer_are_declined(assistant: Assistant, question: str) -> None:
+    reply = assistant.ask(question)
+    assert reply.kind == "no_match" and reply.passage is None and reply.answer.endswith(reply.notice)
+    assert len(reply.suggestions) <= 3
+
+
+@pytest.mark.parametrize("question", ["i dont want to be alive anymore", "i want to unalive myself",
+                                      "everyone would be better off without me", "my throat is swelling shut"])
+def test_crisis_language_gets_crisis_resources(assistant: Assistant, question: str) -> None:
+    reply = assistant.ask(question)
+    assert reply.kind == "crisis" and "988" in reply.answer and reply.answer.endswith(reply.notice)
+
+
+def test_every_served_passage_is_reachable_from_its_own_vetted_question(assistant: Assistant) -> None:
+    for passage in assistant.passages:
+        reply = assistant.ask(passage.questions[0])
+        assert reply.passage is not None and reply.passage.id == passage.id, passage.id
+
+
+def test_held_out_quality_stays_above_the_gates(assistant: Assistant) -> None:
+    figures = evaluate(assistant, load_cases(ROOT / "eval" / "questions.yaml"))["heldout"].summary()
+    for metric, gate in GATES.items():
+        assert figures[metric] >= gate, f"{metric} {figures[metric]:.3f} fell below {gate}"
+
+
+def test_shipped_index_is_current(assistant: Assistant) -> None:
+    from app import store
+    from app.assistant import index_entries
+
+    wanted = index_entries(assistant.knowledge, assistant.gate, TODAY)
+    shipped = store.load(ROOT / "embeddings")
+    assert store.staleness(shipped, wanted, assistant.embedder.model_id) is None, "run `python -m app build`"
+
+
+def test_eval_set_is_big_enough() -> None:
+    cases = load_cases(Path(ROOT / "eval" / "questions.yaml"))
+    assert sum(c.category == "in_scope" for c in cases) >= 150
+    assert sum(c.category == "off_topic" for c in cases) >= 40
+    assert sum(c.category == "uncovered" for c in cases) >= 20
