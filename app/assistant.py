@@ -18,10 +18,11 @@ import numpy as np
 from app import knowledge as knowledge_files
 from app import store as vector_store
 from app.config import Settings
-from app.embedder import Embedder
+from app.embedder import Embedder, resolve_model_path
 from app.knowledge import Knowledge, Passage
 from app.retrieval import ExemplarIndex, Hit, PassageIndex, Ranking
 from app.safety import Resource, SafetyGate
+from app.spelling import SpellingCorrector, model_vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -88,11 +89,21 @@ class Assistant:
         contrast["benign"] = [*gate.exemplars.get("benign", []), *(q for p in self.passages for q in p.questions)]
         self.exemplars = ExemplarIndex(contrast, store)
         self.decline_text = knowledge.messages["no_match"].text
+        self.speller = (
+            SpellingCorrector(
+                [*(p.text for p in self.passages), *contrast["benign"], *knowledge.out_of_scope],
+                model_vocabulary(resolve_model_path(settings.model)),
+            )
+            if settings.spelling_correction
+            else None
+        )
+
+    def query_text(self, question: str) -> str:
+        """The text matched against the knowledge base: the question with its spelling mended."""
+        return self.speller.correct(question) if self.speller else question
 
     @classmethod
-    def load(
-        cls, settings: Settings, embedder: Embedder, log_line: Callable[[str], None] = log.warning
-    ) -> Assistant:
+    def load(cls, settings: Settings, embedder: Embedder, log_line: Callable[[str], None] = log.warning) -> Assistant:
         """Validate knowledge, load (or rebuild) the index. Raises InvalidKnowledge / StaleIndex."""
         knowledge = knowledge_files.load(settings.knowledge_dir)
         gate = SafetyGate.load(settings.knowledge_dir / SAFETY_FILE)
@@ -102,7 +113,7 @@ class Assistant:
 
     def ask(self, question: str) -> Reply:
         question = question.strip()
-        return self.reply(question, self.embedder.query_embed([question])[0])
+        return self.reply(question, self.embedder.query_embed([self.query_text(question)])[0])
 
     def reply(self, question: str, query: np.ndarray) -> Reply:
         """The reply to a trimmed question whose query vector was already computed (batching)."""
@@ -110,26 +121,48 @@ class Assistant:
         decision = self.gate.check(question, self.exemplars.similarity(query))
         if decision.kind == "crisis":
             body, resources = self.gate.crisis_reply(self.settings.clinic_name, self.settings.clinic_phone)
-            return Reply(_new_id(), "crisis", with_notice(body, notice), notice, None, None,
-                         resources=tuple(resources), rule=decision.rule)
+            return Reply(
+                _new_id(),
+                "crisis",
+                with_notice(body, notice),
+                notice,
+                None,
+                None,
+                resources=tuple(resources),
+                rule=decision.rule,
+            )
         if decision.kind == "refer":
             body = self.gate.refer_reply()
             return Reply(_new_id(), "refer", with_notice(body, notice), notice, None, None, rule=decision.rule)
 
-        ranking = self.index.search(query, question, k=max(self.settings.max_suggestions + 1, 3))
+        ranking = self.index.search(query, self.query_text(question), k=max(self.settings.max_suggestions + 1, 3))
         hits = ranking.hits
         ranked = tuple(h.passage.id for h in hits)
         verdict = self._verdict(ranking)
         if verdict == "retrieval.answer":
             top = hits[0]
             return Reply(
-                _new_id(), "answer", with_notice(top.passage.text, notice), notice, top.passage,
-                round(top.similarity, 4), self._suggest(hits[1:]), rule=verdict, ranked=ranked,
+                _new_id(),
+                "answer",
+                with_notice(top.passage.text, notice),
+                notice,
+                top.passage,
+                round(top.similarity, 4),
+                self._suggest(hits[1:]),
+                rule=verdict,
+                ranked=ranked,
             )
         score = round(hits[0].similarity, 4) if hits else None
         return Reply(
-            _new_id(), "no_match", with_notice(self.decline_text, notice), notice, None, score,
-            self._suggest(hits), rule=verdict, ranked=ranked,
+            _new_id(),
+            "no_match",
+            with_notice(self.decline_text, notice),
+            notice,
+            None,
+            score,
+            self._suggest(hits),
+            rule=verdict,
+            ranked=ranked,
         )
 
     def _verdict(self, ranking: Ranking) -> str:

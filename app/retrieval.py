@@ -9,7 +9,6 @@ the answer paragraph).
 from __future__ import annotations
 
 import re
-
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -18,7 +17,6 @@ import numpy as np
 
 from app.knowledge import Passage
 from app.store import VectorStore
-
 
 # Words that carry no topic: dropped before lexical scoring.
 STOPWORDS = frozenset(
@@ -91,6 +89,7 @@ class PassageIndex:
                 questions.append(question)
         self._matrix = store.matrix(texts)
         self._owners = np.asarray(owners, dtype=np.int64)
+        self._rows = [np.flatnonzero(self._owners == i) for i in range(len(self.passages))]
         self._questions = questions
         self._out_of_scope = store.matrix(list(out_of_scope))
         documents = [lexical_tokens(" ".join((p.section, p.text, *p.questions))) for p in self.passages]
@@ -119,10 +118,11 @@ class PassageIndex:
         np.maximum.at(best, self._owners, sims)
         lexical = self.lexical(question)
         fused = best + self.lexical_weight * lexical
+
         order = np.argsort(-fused, kind="stable")[:k]
         hits = []
         for i in order:
-            rows = np.flatnonzero(self._owners == i)
+            rows = self._rows[int(i)]
             row = rows[int(np.argmax(sims[rows]))]
             hits.append(
                 Hit(self.passages[int(i)], float(best[i]), float(lexical[i]), float(fused[i]), self._questions[row])

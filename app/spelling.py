@@ -1,0 +1,64 @@
+"""Query spelling: chat abbreviations expanded and misspelt words corrected before embedding.
+
+Patients type "wat happens durin the infusoin"; the embedding model splits unknown words into
+meaningless pieces. A word is corrected only when it is neither an English word (the model's
+own whole-word vocabulary) nor a word of the knowledge base, and a knowledge-base word is
+close to it (rapidfuzz ratio). Only the text used for matching changes; what the patient sees
+is always a vetted passage, and the safety gate reads the original question.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from functools import lru_cache
+from pathlib import Path
+
+from rapidfuzz import fuzz, process
+
+ABBREVIATIONS = {
+    "u": "you", "ur": "your", "r": "are", "y": "why", "wat": "what", "wut": "what", "wht": "what",
+    "pls": "please", "plz": "please", "b4": "before", "bc": "because", "cuz": "because", "coz": "because",
+    "gonna": "going to", "wanna": "want to", "gotta": "have to", "thx": "thanks", "ppl": "people",
+    "abt": "about", "w": "with", "w/": "with", "wo": "without", "idk": "i do not know", "rn": "right now",
+    "tmrw": "tomorrow", "tmr": "tomorrow", "2moro": "tomorrow", "2day": "today", "dr": "doctor",
+    "appt": "appointment", "iv": "IV", "k": "ketamine", "ket": "ketamine", "sesh": "session",
+    "im": "i am", "ill": "i will", "ive": "i have", "dont": "do not", "doesnt": "does not",
+    "didnt": "did not", "cant": "cannot", "wont": "will not", "isnt": "is not", "whats": "what is",
+    "hows": "how is", "its": "it is", "thats": "that is", "theres": "there is", "youre": "you are",
+}
+WORD = re.compile(r"[A-Za-z][A-Za-z']*|\S")
+
+
+def model_vocabulary(model_path: Path) -> frozenset[str]:
+    """Whole English words from a WordPiece vocab.txt (pieces starting '##' are not words)."""
+    vocab = model_path / "vocab.txt"
+    try:
+        lines = vocab.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return frozenset()
+    return frozenset(w for w in lines if w.isalpha() and w.islower())
+
+
+class SpellingCorrector:
+    def __init__(self, known_texts: Iterable[str], dictionary: frozenset[str], min_score: float = 80.0) -> None:
+        knowledge_words = {w.lower() for t in known_texts for w in re.findall(r"[A-Za-z]{3,}", t)}
+        self.known = frozenset(knowledge_words) | dictionary
+        # Candidates: the knowledge base's words and English words of 4+ letters.
+        self.candidates = sorted(knowledge_words | {w for w in dictionary if len(w) >= 4})
+        self.min_score = min_score
+        self._correct_word = lru_cache(maxsize=20_000)(self._correct_uncached)
+
+    def _correct_uncached(self, word: str) -> str:
+        lower = word.lower()
+        if lower in ABBREVIATIONS:
+            return ABBREVIATIONS[lower]
+        if len(lower) < 4 or not lower.isalpha() or lower in self.known:
+            return word
+        # Same first letter: typos rarely hit it, and "vending" must not become "ending".
+        candidates = [c for c in self.candidates if c[0] == lower[0]]
+        match = process.extractOne(lower, candidates, scorer=fuzz.ratio, score_cutoff=self.min_score)
+        return match[0] if match else word
+
+    def correct(self, question: str) -> str:
+        return " ".join(self._correct_word(token) for token in WORD.findall(question.replace("’", "'")))
