@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
 
 from app.assistant import Assistant
 from app.errors import NotReady
+from app.feedback import record_reply
 from app.schemas import AskRequest, AskResponse, PassageList, PassageOut, Problem, SuggestionList, SuggestionOut
 
 router = APIRouter(prefix="/v1", tags=["patients"])
@@ -24,21 +27,28 @@ def assistant(request: Request) -> Assistant:
 
 
 @router.post("/ask", response_model=AskResponse, responses=PROBLEMS)
-def ask(body: AskRequest, request: Request) -> AskResponse:
+async def ask(body: AskRequest, request: Request) -> AskResponse:
     """Answer a patient's question with a vetted passage, a referral, crisis resources or a decline."""
-    reply = assistant(request).ask(body.question)
+    # async: the encode runs batched on the encoder thread (app/batching.py), never on the loop.
+    reply = await request.app.state.ask_path.reply(assistant(request), body.question)
     request.state.reply_kind = reply.kind
     request.state.rule = reply.rule
+    # Remember for feedback, count for /metrics, queue no_match/refer for editors (redacted, off-path).
+    record_reply(request, body.question, reply)
     return AskResponse.from_reply(reply)
 
 
 @router.get("/passages", response_model=PassageList, responses={503: PROBLEMS[503]})
-def passages(request: Request) -> PassageList:
+def passages(
+    request: Request,
+    source: Annotated[str | None, Query(description="Only passages cut from this source document (file name).")] = None,
+) -> PassageList:
     """The approved, in-review passages, for a portal FAQ page."""
     return PassageList(
         passages=[
             PassageOut(id=p.id, section=p.section, text=p.text, source=p.source, version=p.version)
             for p in assistant(request).passages
+            if (source is None or p.source == source) and p.servable(request.app.state.settings.current_date())
         ]
     )
 

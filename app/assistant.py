@@ -136,6 +136,10 @@ class Assistant:
             return Reply(_new_id(), "refer", with_notice(body, notice), notice, None, None, rule=decision.rule)
 
         ranking = self.index.search(query, self.query_text(question), k=max(self.settings.max_suggestions + 1, 3))
+        # A passage whose review fell due after this index was built is never served or suggested.
+        today = self.settings.current_date()
+        if any(not h.passage.servable(today) for h in ranking.hits):
+            ranking = Ranking([h for h in ranking.hits if h.passage.servable(today)], ranking.out_of_scope)
         hits = ranking.hits
         ranked = tuple(h.passage.id for h in hits)
         verdict = self._verdict(ranking)

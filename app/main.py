@@ -10,34 +10,26 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from http import HTTPStatus
-from typing import Any
 
+from asgi_correlation_id import correlation_id
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app import api, widget
+from app import api, lifecycle, portal, widget
 from app.assistant import Assistant
+from app.batching import AskPath
 from app.config import Settings
 from app.embedder import Embedder, load_embedder
 from app.errors import InvalidKnowledge, KnowledgeError, NotReady, StaleIndex
+from app.problems import PROBLEM_JSON, problem
 from app.schemas import Readiness
 
 log = logging.getLogger("app")
 
-PROBLEM_JSON = "application/problem+json"
-
-
-def problem(status: int, detail: str | None = None, **extra: Any) -> JSONResponse:
-    body: dict[str, Any] = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status}
-    if detail:
-        body["detail"] = detail
-    body.update(extra)
-    headers = {"Retry-After": "5"} if status == 503 else None
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+__all__ = ["PROBLEM_JSON", "app", "create_app", "problem"]
 
 
 def _field_errors(exc: RequestValidationError) -> list[dict[str, str]]:
@@ -74,7 +66,14 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         # Log the type only: an exception message may quote the question.
         log.error("unhandled error", extra={"error_type": type(exc).__name__})
-        return problem(500, "Something went wrong on our side; please try again.")
+        # This response bypasses the request-id middleware (it is sent from outside it): add the id
+        # here so a clinic can quote it to support.
+        request_id = correlation_id.get()
+        return problem(
+            500, "Something went wrong on our side; please try again.",
+            headers={"X-Request-ID": request_id} if request_id else None,
+            **({"request_id": request_id} if request_id else {}),
+        )
 
 
 def load_assistant(app: FastAPI, settings: Settings, embedder_factory: Callable[[], Embedder]) -> None:
@@ -94,13 +93,22 @@ def load_assistant(app: FastAPI, settings: Settings, embedder_factory: Callable[
             "%d passage(s) fall due for review within %d days: %s",
             len(due), settings.review_warning_days, ", ".join(p.id for p in due),
         )
-    app.state.assistant, app.state.status = assistant, "ready"
+    try:
+        # The history log says which words were served on which day; a start counts too.
+        lifecycle.record_service(settings.knowledge_dir, assistant.knowledge, today)
+    except OSError as e:  # a read-only knowledge folder must not stop patients getting answers
+        log.warning("could not record service history: %s", type(e).__name__)
+    app.state.assistant = assistant
+    if app.state.status != "stopping":  # a SIGTERM during the load keeps readiness at 503
+        app.state.status = "ready"
     log.info("ready: %d passages served", len(assistant.passages))
 
 
 def create_app(settings: Settings | None = None, embedder_factory: Callable[[], Embedder] | None = None) -> FastAPI:
     settings = settings or Settings()
-    factory = embedder_factory or (lambda: load_embedder(settings.embedder, settings.model))
+    factory = embedder_factory or (
+        lambda: load_embedder(settings.embedder, settings.model, settings.onnx_dir, settings.embed_threads)
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -109,7 +117,10 @@ def create_app(settings: Settings | None = None, embedder_factory: Callable[[], 
             task = asyncio.create_task(asyncio.to_thread(load_assistant, app, settings, factory))
         else:
             load_assistant(app, settings, factory)
+        stop_sighup = lifecycle.handle_sighup(app)  # SIGHUP reloads the knowledge without downtime
         yield
+        stop_sighup()
+        await app.state.ask_path.aclose()
         app.state.status = "stopping"
         if settings.background_load and not task.done():
             await task
@@ -127,6 +138,8 @@ def create_app(settings: Settings | None = None, embedder_factory: Callable[[], 
     app.state.assistant = None
     app.state.status = "loading"
     app.state.detail = None
+    app.state.embedder_factory = factory  # a reload after a failed start needs a model
+    app.state.ask_path = AskPath(settings)  # repeat cache + micro-batched encodes for /v1/ask
     install_problem_handlers(app)
     app.add_middleware(
         CORSMiddleware,
@@ -138,6 +151,9 @@ def create_app(settings: Settings | None = None, embedder_factory: Callable[[], 
     )
     app.include_router(api.router)
     app.include_router(widget.router)
+    # Keys, rate limits, body limit, request ids, access log, metrics, feedback (docs/portal.md).
+    portal.install(app, settings)
+    lifecycle.install(app)  # POST /v1/admin/reload + the reload lock
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> dict[str, str]:

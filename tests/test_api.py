@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import date
 import uuid
 
 import pytest
@@ -43,7 +44,11 @@ def test_unrelated_question_is_declined_with_vetted_suggestions(client: TestClie
     assert reply["kind"] == "no_match" and reply["passage"] is None
     assert reply["answer"].startswith("I'm sorry, I don't have a vetted answer")
     assert reply["answer"].endswith(reply["notice"])
-    vetted = {"Will I feel sleepy afterwards?", "Will I be tired after the infusion?", "Can I drive home after the infusion?"}
+    vetted = {
+        "Will I feel sleepy afterwards?",
+        "Will I be tired after the infusion?",
+        "Can I drive home after the infusion?",
+    }
     assert all(s["question"] in vetted for s in reply["suggestions"])
     assert len(reply["suggestions"]) <= 3
 
@@ -73,7 +78,9 @@ def test_notice_is_a_setting(settings: Settings) -> None:
     custom = settings.model_copy(update={"notice": "Ask Dr Rivers, your provider."})
     with TestClient(create_app(custom, embedder_factory=FakeEmbedder)) as client:
         reply = ask(client, "Can I drive home after the infusion?")
-    assert reply["notice"] == "Ask Dr Rivers, your provider." and reply["answer"].endswith("Ask Dr Rivers, your provider.")
+    assert reply["notice"] == "Ask Dr Rivers, your provider." and reply["answer"].endswith(
+        "Ask Dr Rivers, your provider."
+    )
 
 
 @pytest.mark.parametrize(
@@ -97,7 +104,9 @@ def test_bad_questions_get_a_clear_422(client: TestClient, body: dict, words: st
 
 
 def test_malformed_json_gets_422(client: TestClient) -> None:
-    response = client.post("/v1/ask", content=b'{"question": "does it hurt"', headers={"content-type": "application/json"})
+    response = client.post(
+        "/v1/ask", content=b'{"question": "does it hurt"', headers={"content-type": "application/json"}
+    )
     assert response.status_code == 422 and "not valid JSON" in response.json()["detail"]
 
 
@@ -157,8 +166,11 @@ def test_stale_index_is_rebuilt_at_start(settings: Settings) -> None:
     manifest = settings.embeddings_dir / "manifest.json"
     first = manifest.read_text()
     path = settings.knowledge_dir / "passages" / "aftercare.yaml"
-    path.write_text(path.read_text(encoding="utf-8").replace("      - Can I drive home after the infusion?\n",
-                                                             "      - Who can drive me home?\n"))
+    path.write_text(
+        path.read_text(encoding="utf-8").replace(
+            "      - Can I drive home after the infusion?\n", "      - Who can drive me home?\n"
+        )
+    )
     with TestClient(create_app(settings, embedder_factory=FakeEmbedder)) as client:
         assert ask(client, "Who can drive me home?")["passage"]["id"] == "driving"
     assert manifest.read_text() != first
@@ -169,3 +181,15 @@ def test_stale_index_can_be_refused(settings: Settings) -> None:
     with TestClient(create_app(refuse, embedder_factory=FakeEmbedder)) as client:
         body = client.get("/readyz")
     assert body.status_code == 503 and "python -m app build" in body.json()["detail"]
+
+
+def test_a_passage_falling_due_while_running_is_no_longer_served(settings: Settings) -> None:
+    with TestClient(create_app(settings, embedder_factory=FakeEmbedder)) as client:
+        assert ask(client, "Will I be tired after the infusion?")["passage"]["id"] == "sleepy"
+        # The clock moves past sleepy's review_due (2026-12-31) without a reload.
+        client.app.state.settings.today = date(2027, 1, 2)
+        client.app.state.assistant.settings.today = date(2027, 1, 2)
+        reply = ask(client, "Will I be tired after the infusion?")
+        assert reply["passage"] is None or reply["passage"]["id"] not in {"sleepy", "driving"}
+        assert all(s["passage_id"] not in {"sleepy", "driving"} for s in reply["suggestions"])
+        assert client.get("/v1/passages").json()["passages"] == []
