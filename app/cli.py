@@ -23,7 +23,8 @@ cli = typer.Typer(
 )
 
 KnowledgeDir = Annotated[
-    Path | None, typer.Option("--knowledge", help="Knowledge folder (default: KETAMINE_QA_KNOWLEDGE_DIR or knowledge/).")
+    Path | None,
+    typer.Option("--knowledge", help="Knowledge folder (default: KETAMINE_QA_KNOWLEDGE_DIR or knowledge/)."),
 ]
 
 
@@ -83,6 +84,12 @@ def build(knowledge_dir: KnowledgeDir = None) -> None:
     knowledge = knowledge_files.load(settings.knowledge_dir)
     gate = SafetyGate.load(settings.knowledge_dir / SAFETY_FILE)
     wanted = index_entries(knowledge, gate, settings.current_date())
+    if settings.embedder == "onnx":
+        from app.onnx_embedder import export, export_problem
+
+        if export_problem(settings.model, settings.onnx_dir):
+            typer.echo(f"Exporting {settings.model} to ONNX in {settings.onnx_dir} …")
+            export(settings.model, settings.onnx_dir)
     embedder = load_embedder(settings.embedder, settings.model, settings.onnx_dir, settings.embed_threads)
     previous = vector_store.load(settings.embeddings_dir)
     todo = len(previous.missing(wanted)) if previous and previous.model_id == embedder.model_id else len(wanted)
@@ -195,7 +202,8 @@ def evaluate(
 ) -> None:
     """Run the labelled set through the /v1/ask code path; print figures; exit 1 below the gates."""
     from app.embedder import load_embedder
-    from app.evaluation import GATES, below_gates, evaluate as run, load_cases
+    from app.evaluation import GATES, below_gates, load_cases
+    from app.evaluation import evaluate as run
 
     settings = _settings()
     embedder = load_embedder(settings.embedder, settings.model, settings.onnx_dir, settings.embed_threads)

@@ -46,6 +46,11 @@ def resolve_model_path(model: str) -> Path:
     return Path(get_path())
 
 
+def model_id_for(model: str, path: Path) -> str:
+    """The index's name for a model; every backend running the same weights shares it."""
+    return f"sentence-transformers:{path.name if path.name != 'model' else model}"
+
+
 class SentenceTransformerEmbedder:
     """all-MiniLM-L6-v2 (or another sentence-transformers model) on the CPU, normalised vectors."""
 
@@ -58,7 +63,7 @@ class SentenceTransformerEmbedder:
         path = resolve_model_path(model)
         self._model = SentenceTransformer(str(path), device="cpu")
         self._lock = threading.Lock()
-        self.model_id = f"sentence-transformers:{path.name if path.name != 'model' else model}"
+        self.model_id = model_id_for(model, path)
         self.dimension = int(self._model.get_embedding_dimension())
 
     def _encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -114,4 +119,10 @@ def load_embedder(kind: str, model: str, onnx_dir: Path | None = None, threads: 
         from app.onnx_embedder import OnnxEmbedder
 
         return OnnxEmbedder(model, onnx_dir or DEFAULT_ONNX_DIR, threads=threads or None)
+    path = resolve_model_path(model)
+    from app import torch_embedder
+
+    if torch_embedder.supports(path):
+        # The same weights and arithmetic without importing sentence-transformers (~180 MB, ~2 s).
+        return torch_embedder.TorchEmbedder(path, model_id_for(model, path), threads=threads or None)
     return SentenceTransformerEmbedder(model, threads=threads or None)

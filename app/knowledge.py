@@ -135,9 +135,7 @@ def _review_fields(entry: dict[str, Any], err: Any, required: bool = True) -> tu
     return reviewed_by, dates[0], dates[1]
 
 
-def parse_passages(
-    path: Path, raw: Any, sources_dir: Path, problems: list[KnowledgeError]
-) -> list[Passage]:
+def parse_passages(path: Path, raw: Any, sources_dir: Path, problems: list[KnowledgeError]) -> list[Passage]:
     """Turn one passages file into Passage objects, appending every problem found."""
     file = str(path)
     if not isinstance(raw, dict) or not isinstance(raw.get("passages"), list):

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from rapidfuzz import fuzz
 
-from app.errors import KnowledgeError, InvalidKnowledge
+from app.errors import InvalidKnowledge, KnowledgeError
 from app.knowledge import read_yaml
 
 Kind = Literal["crisis", "refer", "pass"]
@@ -38,8 +38,11 @@ def normalise(text: str) -> str:
     text = "".join(c for c in text if not unicodedata.combining(c)).lower()
     text = APOSTROPHES.sub("", text)
     # Digits inside words are look-alike letters ("k1ll", "d1e"); stand-alone numbers stay.
-    text = re.sub(r"[a-z]*[0-9@$][a-z0-9@$]*", lambda m: m.group(0).translate(LOOKALIKES)
-                  if re.search(r"[a-z]", m.group(0)) else m.group(0), text)
+    text = re.sub(
+        r"[a-z]*[0-9@$][a-z0-9@$]*",
+        lambda m: m.group(0).translate(LOOKALIKES) if re.search(r"[a-z]", m.group(0)) else m.group(0),
+        text,
+    )
     text = re.sub(r"[^a-z0-9]+", " ", text)
     text = re.sub(r"([a-z])\1{2,}", r"\1\1", text)
     return f" {text.strip()} "
@@ -204,14 +207,18 @@ def _parse(path: Path, raw: Any) -> SafetyGate:
 
     def rules(entry: str, value: dict[str, Any], substitutions: Mapping[str, str]) -> _Rules:
         phrases = tuple(f" {squeeze(normalise(p).strip())} " for p in strings(entry, "phrases", value.get("phrases")))
-        patterns = compile_all(entry, "patterns", strings(entry, "patterns", value.get("patterns"), False), substitutions)
+        patterns = compile_all(
+            entry, "patterns", strings(entry, "patterns", value.get("patterns"), False), substitutions
+        )
         semantic = value.get("semantic") or {}
         return _Rules(phrases, patterns, float(semantic.get("threshold", 1.01)), float(semantic.get("margin", 0.0)))
 
     crisis, refer = section("crisis"), section("refer")
     lists = raw.get("lists") or {}
-    substitutions = {name: "(?:" + "|".join(re.escape(normalise(v).strip()) for v in strings("lists", name, values)) + ")"
-                     for name, values in lists.items()}
+    substitutions = {
+        name: "(?:" + "|".join(re.escape(normalise(v).strip()) for v in strings("lists", name, values)) + ")"
+        for name, values in lists.items()
+    }
     resources = []
     for i, item in enumerate(crisis.get("resources") or [], 1):
         if not isinstance(item, dict) or not all(isinstance(item.get(k), str) for k in ("label", "href", "kind")):

@@ -13,7 +13,6 @@ from fastapi.testclient import TestClient
 from app.config import Settings
 from app.embedder import FakeEmbedder
 
-
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SHIPPED_KNOWLEDGE = ROOT / "knowledge"
@@ -41,6 +40,11 @@ def settings(knowledge_dir: Path, tmp_path: Path) -> Settings:
         background_load=False,
         answer_threshold=0.5,
         clinic_phone=None,
+        # Portal integration: editors' store in tmp; limits high enough never to trip a test
+        # that is not about them (tests/test_ratelimit.py sets its own).
+        data_dir=tmp_path / "data",
+        rate_limit_anonymous="100000/minute",
+        rate_limit_keyed="100000/minute",
     )
 
 
@@ -60,4 +64,7 @@ def shipped_settings(tmp_path: Path) -> Settings:
         embedder="fake",
         today=TODAY,
         background_load=False,
+        data_dir=tmp_path / "data",
+        rate_limit_anonymous="100000/minute",
+        rate_limit_keyed="100000/minute",
     )

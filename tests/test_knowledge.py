@@ -51,23 +51,52 @@ def test_typographic_quotes_survive_loading(knowledge_dir: Path) -> None:
     ("old", "new", "entry", "field", "words"),
     [
         ("Most patients feel drowsy", "Most patients feel sleepy", "sleepy", "text", "verbatim"),
-        ("Start with “plain” food such as toast.\n    questions:\n      - Can I eat",
-         "Start with \"plain\" food such as toast.\n    questions:\n      - Can I eat", "eating", "text", "verbatim"),
+        (
+            "Start with “plain” food such as toast.\n    questions:\n      - Can I eat",
+            'Start with "plain" food such as toast.\n    questions:\n      - Can I eat',
+            "eating",
+            "text",
+            "verbatim",
+        ),
         ("id: driving", "id: sleepy", "sleepy", "id", "used twice"),
         ("    section: Who Drives Me Home?\n", "", "driving", "section", "required"),
         ("review_due: 2026-06-30", "review_due: 30/06/2026", "eating", "review_due", "date"),
         ("status: draft", "status: pending", "eating-draft", "status", "must be one of"),
-        ("source: aftercare.txt\n    status: approved\n    reviewed_by: Dr Test\n    reviewed_on: 2026-01-01\n"
-         "    review_due: 2026-12-31\n    text: |-\n      Please",
-         "source: missing.txt\n    status: approved\n    reviewed_by: Dr Test\n    reviewed_on: 2026-01-01\n"
-         "    review_due: 2026-12-31\n    text: |-\n      Please", "driving", "source", "not a readable file"),
-        ("    reviewed_by: Dr Test\n    reviewed_on: 2026-01-01\n    review_due: 2026-06-30",
-         "    reviewed_by: Dr Test\n    reviewed_on: 2026-07-01\n    review_due: 2026-06-30", "eating", "review_due",
-         "before reviewed_on"),
-        ("    questions:\n      - Can I drive", "    qestions:\n      - Can I drive", "driving", "qestions", "known field"),
+        (
+            "source: aftercare.txt\n    status: approved\n    reviewed_by: Dr Test\n    reviewed_on: 2026-01-01\n"
+            "    review_due: 2026-12-31\n    text: |-\n      Please",
+            "source: missing.txt\n    status: approved\n    reviewed_by: Dr Test\n    reviewed_on: 2026-01-01\n"
+            "    review_due: 2026-12-31\n    text: |-\n      Please",
+            "driving",
+            "source",
+            "not a readable file",
+        ),
+        (
+            "    reviewed_by: Dr Test\n    reviewed_on: 2026-01-01\n    review_due: 2026-06-30",
+            "    reviewed_by: Dr Test\n    reviewed_on: 2026-07-01\n    review_due: 2026-06-30",
+            "eating",
+            "review_due",
+            "before reviewed_on",
+        ),
+        (
+            "    questions:\n      - Can I drive",
+            "    qestions:\n      - Can I drive",
+            "driving",
+            "qestions",
+            "known field",
+        ),
     ],
-    ids=["reworded", "straight-quotes", "duplicate-id", "missing-field", "bad-date", "unknown-status",
-         "unknown-source", "due-before-review", "typo-field"],
+    ids=[
+        "reworded",
+        "straight-quotes",
+        "duplicate-id",
+        "missing-field",
+        "bad-date",
+        "unknown-status",
+        "unknown-source",
+        "due-before-review",
+        "typo-field",
+    ],
 )
 def test_each_broken_file_names_file_entry_and_field(
     knowledge_dir: Path, old: str, new: str, entry: str, field: str, words: str

@@ -40,16 +40,25 @@ def test_real_questions_get_the_right_passage_verbatim(assistant: Assistant, que
     assert reply.passage.text in SOURCE and reply.answer == f"{reply.passage.text}\n\n{reply.notice}"
 
 
-@pytest.mark.parametrize("question", ["how much does it cost?", "where do I park", "can I drive home afterwards?",
-                                      "tell me a joke", "asdfghjkl"])
+@pytest.mark.parametrize(
+    "question",
+    ["how much does it cost?", "where do I park", "can I drive home afterwards?", "tell me a joke", "asdfghjkl"],
+)
 def test_questions_the_article_does_not_answer_are_declined(assistant: Assistant, question: str) -> None:
     reply = assistant.ask(question)
     assert reply.kind == "no_match" and reply.passage is None and reply.answer.endswith(reply.notice)
     assert len(reply.suggestions) <= 3
 
 
-@pytest.mark.parametrize("question", ["i dont want to be alive anymore", "i want to unalive myself",
-                                      "everyone would be better off without me", "my throat is swelling shut"])
+@pytest.mark.parametrize(
+    "question",
+    [
+        "i dont want to be alive anymore",
+        "i want to unalive myself",
+        "everyone would be better off without me",
+        "my throat is swelling shut",
+    ],
+)
 def test_crisis_language_gets_crisis_resources(assistant: Assistant, question: str) -> None:
     reply = assistant.ask(question)
     assert reply.kind == "crisis" and "988" in reply.answer and reply.answer.endswith(reply.notice)

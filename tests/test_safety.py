@@ -20,7 +20,8 @@ EXPECTED = {"crisis": "crisis", "refer": "refer", "benign": "pass"}
 
 def cases(label: str, split: str | None = None, tag: str | None = None) -> list[str]:
     return [
-        c["text"] for c in CASES
+        c["text"]
+        for c in CASES
         if c["label"] == label and (split is None or c["split"] == split) and (tag is None or c["tag"] == tag)
     ]
 
@@ -55,9 +56,22 @@ def test_refer_recall_and_false_refer_on_tuning_split() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["i dont want to be alive anymore", "I want to diiieee", "sucide", "kil myself", "k1ll mys3lf", "kms",
-     "i want to unalive myself", "better off dead", "I just want to end it all", "my throat is closing",
-     "I have chest pain", "took too many pills", "I don’t want to wake up tomorrow", "SUICIDAL"],
+    [
+        "i dont want to be alive anymore",
+        "I want to diiieee",
+        "sucide",
+        "kil myself",
+        "k1ll mys3lf",
+        "kms",
+        "i want to unalive myself",
+        "better off dead",
+        "I just want to end it all",
+        "my throat is closing",
+        "I have chest pain",
+        "took too many pills",
+        "I don’t want to wake up tomorrow",
+        "SUICIDAL",
+    ],
 )
 def test_normalisation_catches_case_unicode_repeats_misspellings_and_slang(text: str) -> None:
     assert GATE.check(text).kind == "crisis"
@@ -65,9 +79,16 @@ def test_normalisation_catches_case_unicode_repeats_misspellings_and_slang(text:
 
 @pytest.mark.parametrize(
     "text",
-    ["I'm dying to know how long it takes", "the wait is killing me", "will it kill the pain?",
-     "can ketamine help my depression?", "does the needle hurt", "Does ketamine help with suicidal thoughts?",
-     "will I be unconscious during the infusion?", "can I catch the bus home afterwards?"],
+    [
+        "I'm dying to know how long it takes",
+        "the wait is killing me",
+        "will it kill the pain?",
+        "can ketamine help my depression?",
+        "does the needle hurt",
+        "Does ketamine help with suicidal thoughts?",
+        "will I be unconscious during the infusion?",
+        "can I catch the bus home afterwards?",
+    ],
 )
 def test_figures_of_speech_and_treatment_questions_pass(text: str) -> None:
     assert GATE.check(text).kind == "pass"
@@ -75,8 +96,14 @@ def test_figures_of_speech_and_treatment_questions_pass(text: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["can I skip my lamotrigine the morning of the infusion?", "what dose will I get", "I'm pregnant, can I have it?",
-     "I have bipolar, can I do this?", "should I stop my sertraline before treatment", "how many mg do you give"],
+    [
+        "can I skip my lamotrigine the morning of the infusion?",
+        "what dose will I get",
+        "I'm pregnant, can I have it?",
+        "I have bipolar, can I do this?",
+        "should I stop my sertraline before treatment",
+        "how many mg do you give",
+    ],
 )
 def test_personal_medical_questions_are_referred(text: str) -> None:
     assert GATE.check(text).kind == "refer"

@@ -36,7 +36,10 @@ def test_build_writes_normalised_float32_vectors_and_manifest(tmp_path: Path) ->
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["model_id"] == "fake:hashed-words" and manifest["dimension"] == 256
     assert "numpy" in manifest["libraries"]
-    assert [e["hash"] for e in manifest["entries"]] == [store.text_hash("does it hurt"), store.text_hash("how long is it")]
+    assert [e["hash"] for e in manifest["entries"]] == [
+        store.text_hash("does it hurt"),
+        store.text_hash("how long is it"),
+    ]
     assert embedded == 2
 
 

@@ -1,0 +1,245 @@
+"""The /v1/ask fast path: a repeat cache, then micro-batched query encodes, then the reply.
+
+Micro-batching: questions that arrive together share one encode call.
+
+One encode of 32 short questions costs a few times one encode of one question, not 32 times,
+so under load the service answers at close to the model's batch rate. The event loop never
+runs model work: callers await a future; one dedicated worker thread runs the encodes; its
+results come back to the loop with call_soon_threadsafe.
+
+Batching policy: at most one batch is being encoded at a time. While it runs, new questions
+queue up, and the moment it finishes they all go together (up to max_batch). A question that
+finds the worker idle waits at most max_wait for companions (0 by default: at low load any
+wait is pure latency, and at high load the queue fills while the worker is busy anyway).
+
+The repeat cache: suggested and common questions come back word for word. Their decision is
+remembered per Assistant (a reload starts afresh); each reply still gets a new reply_id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import queue
+import threading
+import uuid
+from collections import OrderedDict, deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from app.embedder import Embedder
+
+if TYPE_CHECKING:
+    from app.assistant import Assistant, Reply
+    from app.config import Settings
+
+
+class BatcherClosed(RuntimeError):
+    """The batcher was closed (the service is stopping)."""
+
+
+@dataclass
+class _Waiter:
+    embedder: Embedder
+    text: str
+    future: asyncio.Future[np.ndarray]
+
+
+_STOP = None
+
+
+class QueryBatcher:
+    """Encodes query texts in batches on one worker thread; `await query_embed(embedder, text)`."""
+
+    def __init__(self, max_batch: int = 32, max_wait: float = 0.0) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        if not 0.0 <= max_wait <= 0.002:
+            raise ValueError("max_wait must be between 0 and 2 ms")
+        self.max_batch = max_batch
+        self.max_wait = max_wait
+        self._pending: deque[_Waiter] = deque()
+        self._busy = False  # a batch is with the worker (only touched on the loop)
+        self._timer: asyncio.Handle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._jobs: queue.SimpleQueue[tuple[asyncio.AbstractEventLoop, list[_Waiter]] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        # For metrics and tests: how many encode calls, how many texts.
+        self.batches = 0
+        self.texts = 0
+
+    async def query_embed(self, embedder: Embedder, text: str) -> np.ndarray:
+        """The query vector of text, computed with embedder (in a batch with its neighbours)."""
+        if self._closed:
+            raise BatcherClosed("the query batcher is closed")
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._bind(loop)
+        waiter = _Waiter(embedder, text, loop.create_future())
+        self._pending.append(waiter)
+        if not self._busy:
+            full = len(self._pending) >= self.max_batch
+            if self._timer is not None and full:
+                self._timer.cancel()  # no point waiting out the window
+                self._timer = None
+            if self._timer is None:
+                # call_soon, not a direct dispatch: callers already runnable in this loop turn
+                # (requests parsed from the same read) join the batch for free.
+                if full or self.max_wait == 0.0:
+                    self._timer = loop.call_soon(self._dispatch)
+                else:
+                    self._timer = loop.call_later(self.max_wait, self._dispatch)
+        return await waiter.future
+
+    def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._loop is not None and self._loop.is_running():
+            raise RuntimeError("QueryBatcher is bound to another running event loop")
+        # First use, or the old loop is gone (a TestClient used without `with` runs each request
+        # in a loop of its own): whatever was queued there can never be awaited again.
+        self._loop, self._pending, self._busy, self._timer = loop, deque(), False, None
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name="query-encoder", daemon=True)
+            self._thread.start()
+
+    def _dispatch(self) -> None:
+        """On the loop: hand the next batch to the worker, unless it is busy."""
+        self._timer = None
+        if self._busy or not self._pending:
+            return
+        first = self._pending.popleft()
+        batch = [first]
+        # One embedder per batch: after a reload, old and new assistants' questions never mix.
+        while self._pending and len(batch) < self.max_batch and self._pending[0].embedder is first.embedder:
+            batch.append(self._pending.popleft())
+        batch = [w for w in batch if not w.future.done()]  # callers that gave up
+        if not batch:
+            self._dispatch_soon()
+            return
+        self._busy = True
+        assert self._loop is not None
+        self._jobs.put((self._loop, batch))
+
+    def _dispatch_soon(self) -> None:
+        if self._pending and self._timer is None and self._loop is not None and not self._closed:
+            self._timer = self._loop.call_soon(self._dispatch)
+
+    def _work(self) -> None:
+        """The worker thread: one encode per batch; results go back to the loop."""
+        while True:
+            job = self._jobs.get()
+            if job is _STOP:
+                return
+            loop, batch = job
+            try:
+                vectors = batch[0].embedder.query_embed([w.text for w in batch])
+                if len(vectors) != len(batch):
+                    raise RuntimeError(f"the embedder returned {len(vectors)} vectors for {len(batch)} texts")
+                outcome: np.ndarray | BaseException = vectors
+            except Exception as e:  # every waiter of the batch gets the error
+                outcome = e
+            try:
+                loop.call_soon_threadsafe(self._finish, loop, batch, outcome)
+            except RuntimeError:  # that loop is closed: nobody is waiting for this batch any more
+                continue
+
+    def _finish(
+        self, loop: asyncio.AbstractEventLoop, batch: Sequence[_Waiter], outcome: np.ndarray | BaseException
+    ) -> None:
+        """On the loop: resolve the batch's futures, then send the next batch at once."""
+        if loop is self._loop:
+            self._busy = False
+        self.batches += 1
+        self.texts += len(batch)
+        for i, waiter in enumerate(batch):
+            if waiter.future.done():
+                continue
+            if isinstance(outcome, BaseException):
+                waiter.future.set_exception(outcome)
+            else:
+                waiter.future.set_result(outcome[i])
+        # Whoever queued during that encode has waited long enough: no extra wait.
+        self._dispatch_soon()
+
+    async def aclose(self) -> None:
+        """Stop the worker after the batch in hand; fail whoever is still queued."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        while self._pending:
+            waiter = self._pending.popleft()
+            if not waiter.future.done():
+                waiter.future.set_exception(BatcherClosed("the service is stopping"))
+        self._jobs.put(_STOP)
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, 30)
+
+
+def cache_key(question: str) -> str:
+    """Questions that differ only in spacing are one question (the gate, the lexical scorer and
+    the tokenizer all ignore spacing; case is left alone so the key never over-reaches)."""
+    return " ".join(question.split())
+
+
+class ReplyCache:
+    """The most recent distinct questions' replies, for one Assistant at a time."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._owner: Assistant | None = None
+        self._replies: OrderedDict[str, Reply] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, assistant: Assistant, key: str) -> Reply | None:
+        """A copy of the remembered reply with a fresh reply_id, or None."""
+        with self._lock:
+            reply = self._replies.get(key) if assistant is self._owner else None
+            if reply is None:
+                self.misses += 1
+                return None
+            self._replies.move_to_end(key)
+            self.hits += 1
+        return dataclasses.replace(reply, reply_id=str(uuid.uuid4()))
+
+    def put(self, assistant: Assistant, key: str, reply: Reply) -> None:
+        if self.capacity <= 0:
+            return
+        with self._lock:
+            if assistant is not self._owner:  # the knowledge was reloaded: forget everything
+                self._owner = assistant
+                self._replies.clear()
+            self._replies[key] = reply
+            self._replies.move_to_end(key)
+            while len(self._replies) > self.capacity:
+                self._replies.popitem(last=False)
+
+
+class AskPath:
+    """What /v1/ask awaits: cache, then batched encode, then Assistant.reply (cheap numpy)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.batcher = QueryBatcher(settings.batch_max_size, settings.batch_max_wait_ms / 1000)
+        self.cache = ReplyCache(settings.reply_cache_size)
+
+    async def reply(self, assistant: Assistant, question: str) -> Reply:
+        key = cache_key(question)
+        # Replies are remembered for one day at most: a passage can fall due for review at midnight.
+        dated = f"{assistant.settings.current_date().isoformat()}|{key}"
+        cached = self.cache.get(assistant, dated)
+        if cached is not None:
+            return cached
+        vector = await self.batcher.query_embed(assistant.embedder, assistant.query_text(key))
+        reply = assistant.reply(key, vector)
+        self.cache.put(assistant, dated, reply)
+        return reply
+
+    async def aclose(self) -> None:
+        await self.batcher.aclose()
