@@ -25,7 +25,7 @@ import threading
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -51,6 +51,15 @@ class _Waiter:
 _STOP = None
 
 
+@dataclass
+class _LoopQueue:
+    """The questions waiting on one event loop (the service has one; tests may run several)."""
+
+    pending: deque[_Waiter] = field(default_factory=deque)
+    busy: bool = False  # a batch from this loop is with the worker
+    timer: asyncio.Handle | None = None
+
+
 class QueryBatcher:
     """Encodes query texts in batches on one worker thread; `await query_embed(embedder, text)`."""
 
@@ -61,10 +70,9 @@ class QueryBatcher:
             raise ValueError("max_wait must be between 0 and 2 ms")
         self.max_batch = max_batch
         self.max_wait = max_wait
-        self._pending: deque[_Waiter] = deque()
-        self._busy = False  # a batch is with the worker (only touched on the loop)
-        self._timer: asyncio.Handle | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        # Per event loop; each queue is only touched from its own loop's thread.
+        self._queues: dict[asyncio.AbstractEventLoop, _LoopQueue] = {}
+        self._queues_lock = threading.Lock()
         self._jobs: queue.SimpleQueue[tuple[asyncio.AbstractEventLoop, list[_Waiter]] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -77,58 +85,60 @@ class QueryBatcher:
         if self._closed:
             raise BatcherClosed("the query batcher is closed")
         loop = asyncio.get_running_loop()
-        if loop is not self._loop:
-            self._bind(loop)
+        waiting = self._queues.get(loop) or self._bind(loop)
         waiter = _Waiter(embedder, text, loop.create_future())
-        self._pending.append(waiter)
-        if not self._busy:
-            full = len(self._pending) >= self.max_batch
-            if self._timer is not None and full:
-                self._timer.cancel()  # no point waiting out the window
-                self._timer = None
-            if self._timer is None:
+        waiting.pending.append(waiter)
+        if not waiting.busy:
+            full = len(waiting.pending) >= self.max_batch
+            if waiting.timer is not None and full:
+                waiting.timer.cancel()  # no point waiting out the window
+                waiting.timer = None
+            if waiting.timer is None:
                 # call_soon, not a direct dispatch: callers already runnable in this loop turn
                 # (requests parsed from the same read) join the batch for free.
                 if full or self.max_wait == 0.0:
-                    self._timer = loop.call_soon(self._dispatch)
+                    waiting.timer = loop.call_soon(self._dispatch, loop)
                 else:
-                    self._timer = loop.call_later(self.max_wait, self._dispatch)
+                    waiting.timer = loop.call_later(self.max_wait, self._dispatch, loop)
         return await waiter.future
 
-    def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._loop is not None and self._loop.is_running():
-            raise RuntimeError("QueryBatcher is bound to another running event loop")
-        # First use, or the old loop is gone (a TestClient used without `with` runs each request
-        # in a loop of its own): whatever was queued there can never be awaited again.
-        self._loop, self._pending, self._busy, self._timer = loop, deque(), False, None
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._work, name="query-encoder", daemon=True)
-            self._thread.start()
+    def _bind(self, loop: asyncio.AbstractEventLoop) -> _LoopQueue:
+        with self._queues_lock:
+            # Loops that are gone (asyncio.run, a TestClient without `with`) are forgotten.
+            for old in [old for old in self._queues if old.is_closed()]:
+                del self._queues[old]
+            waiting = self._queues.setdefault(loop, _LoopQueue())
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._work, name="query-encoder", daemon=True)
+                self._thread.start()
+        return waiting
 
-    def _dispatch(self) -> None:
-        """On the loop: hand the next batch to the worker, unless it is busy."""
-        self._timer = None
-        if self._busy or not self._pending:
+    def _dispatch(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On the loop: hand its next batch to the worker, unless one of its batches is there."""
+        waiting = self._queues.get(loop)
+        if waiting is None:
             return
-        first = self._pending.popleft()
+        waiting.timer = None
+        if waiting.busy or not waiting.pending:
+            return
+        first = waiting.pending.popleft()
         batch = [first]
         # One embedder per batch: after a reload, old and new assistants' questions never mix.
-        while self._pending and len(batch) < self.max_batch and self._pending[0].embedder is first.embedder:
-            batch.append(self._pending.popleft())
+        while waiting.pending and len(batch) < self.max_batch and waiting.pending[0].embedder is first.embedder:
+            batch.append(waiting.pending.popleft())
         batch = [w for w in batch if not w.future.done()]  # callers that gave up
         if not batch:
-            self._dispatch_soon()
+            self._dispatch_soon(loop, waiting)
             return
-        self._busy = True
-        assert self._loop is not None
-        self._jobs.put((self._loop, batch))
+        waiting.busy = True
+        self._jobs.put((loop, batch))
 
-    def _dispatch_soon(self) -> None:
-        if self._pending and self._timer is None and self._loop is not None and not self._closed:
-            self._timer = self._loop.call_soon(self._dispatch)
+    def _dispatch_soon(self, loop: asyncio.AbstractEventLoop, waiting: _LoopQueue) -> None:
+        if waiting.pending and waiting.timer is None and not self._closed:
+            waiting.timer = loop.call_soon(self._dispatch, loop)
 
     def _work(self) -> None:
-        """The worker thread: one encode per batch; results go back to the loop."""
+        """The worker thread: one encode per batch; results go back to the batch's loop."""
         while True:
             job = self._jobs.get()
             if job is _STOP:
@@ -149,9 +159,7 @@ class QueryBatcher:
     def _finish(
         self, loop: asyncio.AbstractEventLoop, batch: Sequence[_Waiter], outcome: np.ndarray | BaseException
     ) -> None:
-        """On the loop: resolve the batch's futures, then send the next batch at once."""
-        if loop is self._loop:
-            self._busy = False
+        """On the loop: resolve the batch's futures, then send its next batch at once."""
         self.batches += 1
         self.texts += len(batch)
         for i, waiter in enumerate(batch):
@@ -161,24 +169,41 @@ class QueryBatcher:
                 waiter.future.set_exception(outcome)
             else:
                 waiter.future.set_result(outcome[i])
-        # Whoever queued during that encode has waited long enough: no extra wait.
-        self._dispatch_soon()
+        waiting = self._queues.get(loop)
+        if waiting is not None:
+            waiting.busy = False
+            # Whoever queued during that encode has waited long enough: no extra wait.
+            self._dispatch_soon(loop, waiting)
 
     async def aclose(self) -> None:
         """Stop the worker after the batch in hand; fail whoever is still queued."""
         if self._closed:
             return
         self._closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        while self._pending:
-            waiter = self._pending.popleft()
-            if not waiter.future.done():
-                waiter.future.set_exception(BatcherClosed("the service is stopping"))
+        current = asyncio.get_running_loop()
+        with self._queues_lock:
+            queues = list(self._queues.items())
+        for loop, waiting in queues:
+            if loop is current:
+                _fail_waiting(waiting)
+            elif not loop.is_closed():
+                try:
+                    loop.call_soon_threadsafe(_fail_waiting, waiting)
+                except RuntimeError:
+                    pass
         self._jobs.put(_STOP)
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, 30)
+
+
+def _fail_waiting(waiting: _LoopQueue) -> None:
+    if waiting.timer is not None:
+        waiting.timer.cancel()
+        waiting.timer = None
+    while waiting.pending:
+        waiter = waiting.pending.popleft()
+        if not waiter.future.done():
+            waiter.future.set_exception(BatcherClosed("the service is stopping"))
 
 
 def cache_key(question: str) -> str:

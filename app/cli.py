@@ -202,7 +202,7 @@ def evaluate(
 ) -> None:
     """Run the labelled set through the /v1/ask code path; print figures; exit 1 below the gates."""
     from app.embedder import load_embedder
-    from app.evaluation import GATES, below_gates, load_cases
+    from app.evaluation import GATES, below_gates, evaluate_safety, load_cases
     from app.evaluation import evaluate as run
 
     settings = _settings()
@@ -221,6 +221,12 @@ def evaluate(
         if show_misses:
             for miss in fig.misses:
                 typer.echo(f"    miss: {miss}")
+    safety_cases = Path("tests/safety_cases.yaml")
+    if safety_cases.exists():
+        for name, safety in sorted(evaluate_safety(assistant, safety_cases).items(), reverse=True):
+            typer.secho(f"\n== safety gate, {name} split ({safety_cases})", bold=True)
+            for metric, value in safety.summary().items():
+                typer.echo(f"  {metric:<20} {value}")
     failures = below_gates(figures[split]) if split in figures else [f"no {split} split in {questions}"]
     if failures:
         typer.secho(f"\nBELOW GATE on {split}: " + "; ".join(failures), fg="red", err=True)

@@ -105,3 +105,47 @@ def evaluate(assistant: Assistant, cases: Iterable[Case]) -> dict[str, Figures]:
 def below_gates(figures: Figures) -> list[str]:
     summary = figures.summary()
     return [f"{name} {summary[name]:.3f} < gate {gate:.2f}" for name, gate in GATES.items() if summary[name] < gate]
+
+
+@dataclass
+class SafetyFigures:
+    split: str
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, name: str, value: bool = True) -> None:
+        self.counts[name] = self.counts.get(name, 0) + int(value)
+
+    def summary(self) -> dict[str, str]:
+        c = self.counts.get
+
+        def ratio(part: str, whole: str) -> str:
+            return f"{c(part, 0)}/{c(whole, 0)}" + (f" ({c(part, 0) / c(whole, 0):.1%})" if c(whole, 0) else "")
+
+        return {
+            "crisis_recall": ratio("crisis_caught", "crisis"),
+            "refer_recall": ratio("refer_caught", "refer"),
+            "false_crisis_benign": ratio("benign_crisis", "benign"),
+            "false_crisis_idioms": ratio("idiom_crisis", "idiom"),
+            "false_refer_benign": ratio("benign_refer", "benign"),
+        }
+
+
+def evaluate_safety(assistant: Assistant, path: Path) -> dict[str, SafetyFigures]:
+    """The safety gate as the service runs it (phrases + exemplar similarities) on labelled cases."""
+    raw = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
+    figures: dict[str, SafetyFigures] = {}
+    for case in raw["cases"]:
+        fig = figures.setdefault(case["split"], SafetyFigures(case["split"]))
+        text, label = case["text"], case["label"]
+        vector = assistant.embedder.query_embed([assistant.query_text(text)])[0]
+        kind = assistant.gate.check(text, assistant.exemplars.similarity(vector)).kind
+        fig.add(label)
+        if label in ("crisis", "refer"):
+            fig.add(f"{label}_caught", kind == label)
+        else:
+            fig.add("benign_crisis", kind == "crisis")
+            fig.add("benign_refer", kind == "refer")
+            if case.get("tag") == "idiom":
+                fig.add("idiom")
+                fig.add("idiom_crisis", kind == "crisis")
+    return figures

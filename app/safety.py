@@ -27,6 +27,7 @@ from app.errors import InvalidKnowledge, KnowledgeError
 from app.knowledge import read_yaml
 
 Kind = Literal["crisis", "refer", "pass"]
+IDIOM_STRICTNESS = 0.15
 
 LOOKALIKES = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "@": "a", "$": "s"})
 APOSTROPHES = re.compile(r"[\u2019\u2018\u02bc`´']")
@@ -108,12 +109,17 @@ class SafetyGate:
 
     def check(self, question: str, similarity: Mapping[str, float] | None = None) -> GateDecision:
         text = normalise(question)
+        idiomatic = False
         for idiom in self.idioms:
-            text = idiom.sub(" ", text)
+            text, found = idiom.subn(" ", text)
+            idiomatic = idiomatic or found > 0
         squeezed = squeeze(text)
+        # The embedding still sees a removed figure of speech ("dead to the world"): when one was
+        # found, the semantic crisis layer must clear a higher bar.
+        strictness = IDIOM_STRICTNESS if idiomatic else 0.0
         # Crisis outranks refer at every layer: a crisis that also names a medication is a crisis.
         rule = self._lexical("crisis", self.crisis, text, squeezed, fuzzy=True)
-        if rule or self._semantic(self.crisis, "crisis", similarity):
+        if rule or self._semantic(self.crisis, "crisis", similarity, strictness):
             return GateDecision("crisis", rule or "crisis.semantic")
         rule = self._lexical("refer", self.refer, text, squeezed, fuzzy=False)
         if rule or self._semantic(self.refer, "refer", similarity):
@@ -121,10 +127,10 @@ class SafetyGate:
         return GateDecision("pass", "pass")
 
     @staticmethod
-    def _semantic(rules: _Rules, kind: str, similarity: Mapping[str, float] | None) -> bool:
+    def _semantic(rules: _Rules, kind: str, similarity: Mapping[str, float] | None, strictness: float = 0.0) -> bool:
         if not similarity:
             return False
-        score = similarity.get(kind, -1.0)
+        score = similarity.get(kind, -1.0) - strictness
         return score >= rules.semantic_threshold and score - similarity.get("benign", -1.0) >= rules.semantic_margin
 
     def _lexical(self, kind: str, rules: _Rules, text: str, squeezed: str, fuzzy: bool) -> str | None:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import threading
-from datetime import date
 import uuid
+from datetime import date
 
 import pytest
 from fastapi.testclient import TestClient

@@ -209,6 +209,29 @@ def test_a_batcher_outlives_its_event_loop() -> None:
     asyncio.run(batcher.aclose())
 
 
+def test_two_running_event_loops_share_one_encoder() -> None:
+    """A TestClient's loop and a test's own ASGI client can both be live at once."""
+    batcher, embedder = QueryBatcher(), RecordingEmbedder()
+    other: list[np.ndarray] = []
+    embedder.hold.clear()
+    thread = threading.Thread(target=lambda: other.append(asyncio.run(batcher.query_embed(embedder, "other loop"))))
+    thread.start()
+    assert embedder.entered.wait(10)
+
+    async def here() -> np.ndarray:
+        pending = asyncio.ensure_future(batcher.query_embed(embedder, "this loop"))
+        await asyncio.sleep(0.01)
+        embedder.hold.set()
+        return await pending
+
+    mine = asyncio.run(here())
+    thread.join(10)
+    assert np.array_equal(mine, FakeEmbedder().query_embed(["this loop"])[0])
+    assert np.array_equal(other[0], FakeEmbedder().query_embed(["other loop"])[0])
+    assert embedder.calls == [["other loop"], ["this loop"]]
+    asyncio.run(batcher.aclose())
+
+
 # --- the repeat cache ---------------------------------------------------------------------------
 
 
