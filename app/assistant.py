@@ -97,6 +97,8 @@ class Assistant:
             if settings.spelling_correction
             else None
         )
+        if self.speller:
+            gate.known_words = self.speller.known
 
     def query_text(self, question: str) -> str:
         """The text matched against the knowledge base: the question with its spelling mended."""

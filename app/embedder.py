@@ -7,7 +7,8 @@ import importlib
 import os
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
@@ -124,5 +125,26 @@ def load_embedder(kind: str, model: str, onnx_dir: Path | None = None, threads: 
 
     if torch_embedder.supports(path):
         # The same weights and arithmetic without importing sentence-transformers (~180 MB, ~2 s).
-        return torch_embedder.TorchEmbedder(path, model_id_for(model, path), threads=threads or None)
-    return SentenceTransformerEmbedder(model, threads=threads or None)
+        return OwnThread(lambda: torch_embedder.TorchEmbedder(path, model_id_for(model, path), threads=threads or None))
+    return OwnThread(lambda: SentenceTransformerEmbedder(model, threads=threads or None))
+
+
+class OwnThread:
+    """Runs an embedder — its loading and every encode — on one dedicated thread.
+
+    torch's OpenMP pool belongs to the thread that first used it: encoding from a second thread
+    (the start-up loader, then the request batcher) builds a second pool that fights the first
+    for the two cores, and each encode takes ~2.5x as long (measured: 3.5 ms vs 9.4 ms).
+    """
+
+    def __init__(self, factory: Callable[[], Embedder]) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
+        self._inner: Embedder = self._executor.submit(factory).result()
+        self.model_id = self._inner.model_id
+        self.dimension = self._inner.dimension
+
+    def query_embed(self, texts: Sequence[str]) -> np.ndarray:
+        return self._executor.submit(self._inner.query_embed, texts).result()
+
+    def passage_embed(self, texts: Sequence[str]) -> np.ndarray:
+        return self._executor.submit(self._inner.passage_embed, texts).result()

@@ -113,6 +113,8 @@ def create_app(settings: Settings | None = None, embedder_factory: Callable[[], 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.assistant, app.state.status, app.state.detail = None, "loading", None
+        # Owned by this lifespan: a restarted lifespan (tests, some servers) gets a fresh batcher.
+        app.state.ask_path = AskPath(settings)
         if settings.background_load:
             task = asyncio.create_task(asyncio.to_thread(load_assistant, app, settings, factory))
         else:

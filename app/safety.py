@@ -21,7 +21,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
-from rapidfuzz import fuzz
+from rapidfuzz import fuzz, process
 
 from app.errors import InvalidKnowledge, KnowledgeError
 from app.knowledge import read_yaml
@@ -82,6 +82,16 @@ class _Rules:
     patterns: tuple[re.Pattern[str], ...]
     semantic_threshold: float
     semantic_margin: float
+    # Phrases of 7+ letters, by word count, for fuzzy matching of misspellings.
+    fuzzy: dict[int, list[str]] = field(default_factory=dict)
+
+    @property
+    def phrase_set(self) -> frozenset[str]:
+        return self._phrase_set
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_phrase_set", frozenset(p.strip() for p in self.phrases))
+        object.__setattr__(self, "lengths", sorted({len(p.split()) for p in self.phrases}))
 
 
 @dataclass
@@ -95,6 +105,8 @@ class SafetyGate:
     refer: _Rules
     fuzzy_threshold: float
     exemplars: dict[str, list[str]] = field(default_factory=dict)
+    # Correctly spelt words (set by the service from the model's vocabulary); empty: always fuzzy.
+    known_words: frozenset[str] = frozenset()
 
     @classmethod
     def load(cls, path: Path) -> SafetyGate:
@@ -134,22 +146,25 @@ class SafetyGate:
         return score >= rules.semantic_threshold and score - similarity.get("benign", -1.0) >= rules.semantic_margin
 
     def _lexical(self, kind: str, rules: _Rules, text: str, squeezed: str, fuzzy: bool) -> str | None:
-        for phrase in rules.phrases:
-            if phrase in squeezed:
-                return f"{kind}.phrase:{phrase.strip()}"
+        words = squeezed.split()
+        # Every phrase is a run of whole words: look up the question's word n-grams in a set.
+        for n in rules.lengths:
+            for i in range(len(words) - n + 1):
+                gram = " ".join(words[i : i + n])
+                if gram in rules.phrase_set:
+                    return f"{kind}.phrase:{gram}"
         for pattern in rules.patterns:
             if pattern.search(text):
                 return f"{kind}.pattern:{pattern.pattern[:40]}"
-        if fuzzy:
-            words = squeezed.split()
-            for phrase in rules.phrases:
-                target = phrase.strip()
-                if len(target) < 7:
-                    continue
-                n = len(target.split())
+        if fuzzy and (not self.known_words or any(w not in self.known_words for w in text.split())):
+            # Only a question with a word no dictionary knows can hold a misspelt phrase.
+            # One C-level scan of the phrase list per window of the question (rapidfuzz.process).
+            for n, targets in rules.fuzzy.items():
                 for i in range(len(words) - n + 1):
-                    if fuzz.ratio(target, " ".join(words[i : i + n])) >= self.fuzzy_threshold:
-                        return f"{kind}.fuzzy:{target}"
+                    window = " ".join(words[i : i + n])
+                    match = process.extractOne(window, targets, scorer=fuzz.ratio, score_cutoff=self.fuzzy_threshold)
+                    if match:
+                        return f"{kind}.fuzzy:{match[0]}"
         return None
 
     def crisis_reply(self, clinic_name: str, clinic_phone: str | None) -> tuple[str, list[Resource]]:
@@ -217,7 +232,13 @@ def _parse(path: Path, raw: Any) -> SafetyGate:
             entry, "patterns", strings(entry, "patterns", value.get("patterns"), False), substitutions
         )
         semantic = value.get("semantic") or {}
-        return _Rules(phrases, patterns, float(semantic.get("threshold", 1.01)), float(semantic.get("margin", 0.0)))
+        fuzzy: dict[int, list[str]] = {}
+        for phrase in phrases:
+            if len(phrase.strip()) >= 7:
+                fuzzy.setdefault(len(phrase.split()), []).append(phrase.strip())
+        return _Rules(
+            phrases, patterns, float(semantic.get("threshold", 1.01)), float(semantic.get("margin", 0.0)), fuzzy
+        )
 
     crisis, refer = section("crisis"), section("refer")
     lists = raw.get("lists") or {}

@@ -16,7 +16,8 @@ class AskRequest(BaseModel):
 
     question: StrictStr = Field(
         description="The patient's question: 1 to 500 characters after trimming spaces.",
-        max_length=4 * MAX_QUESTION_CHARS,
+        # Room for surrounding spaces, yet a body that stays under the 16 KiB limit however escaped.
+        max_length=2 * MAX_QUESTION_CHARS,
     )
 
     @field_validator("question")
