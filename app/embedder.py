@@ -139,12 +139,12 @@ class OwnThread:
 
     def __init__(self, factory: Callable[[], Embedder]) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
-        self._inner: Embedder = self._executor.submit(factory).result()
-        self.model_id = self._inner.model_id
-        self.dimension = self._inner.dimension
+        self.inner: Embedder = self._executor.submit(factory).result()
+        self.model_id = self.inner.model_id
+        self.dimension = self.inner.dimension
 
     def query_embed(self, texts: Sequence[str]) -> np.ndarray:
-        return self._executor.submit(self._inner.query_embed, texts).result()
+        return self._executor.submit(self.inner.query_embed, texts).result()
 
     def passage_embed(self, texts: Sequence[str]) -> np.ndarray:
-        return self._executor.submit(self._inner.passage_embed, texts).result()
+        return self._executor.submit(self.inner.passage_embed, texts).result()
