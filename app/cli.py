@@ -13,6 +13,7 @@ from app import store as vector_store
 from app.assistant import SAFETY_FILE, Assistant, index_entries
 from app.config import Settings
 from app.errors import KnowledgeError
+from app.lifecycle import knowledge_problems
 from app.safety import SafetyGate
 
 cli = typer.Typer(
@@ -35,29 +36,26 @@ def _settings(knowledge_dir: Path | None = None) -> Settings:
     return settings
 
 
-def _problems(settings: Settings) -> list[KnowledgeError]:
-    _, problems = knowledge_files.validate(settings.knowledge_dir)
-    try:
-        SafetyGate.load(settings.knowledge_dir / SAFETY_FILE)
-    except KnowledgeError as e:
-        problems.append(e)
-    return problems
-
-
 def _report(problems: list[KnowledgeError]) -> None:
     typer.secho(f"{len(problems)} problem(s) in the knowledge files:", fg="red", err=True)
     for problem in problems:
         typer.echo(f"  - {problem}", err=True)
 
 
-@cli.command()
-def validate(knowledge_dir: KnowledgeDir = None) -> None:
-    """Check every knowledge file (verbatim text, ids, fields, dates, status); list every problem."""
+def _checked_settings(knowledge_dir: Path | None = None) -> Settings:
+    """Settings whose knowledge files pass every load-time check; otherwise list them all, exit 1."""
     settings = _settings(knowledge_dir)
-    problems = _problems(settings)
+    problems = knowledge_problems(settings)
     if problems:
         _report(problems)
         raise typer.Exit(1)
+    return settings
+
+
+@cli.command()
+def validate(knowledge_dir: KnowledgeDir = None) -> None:
+    """Check every knowledge file (verbatim text, ids, fields, dates, status); list every problem."""
+    settings = _checked_settings(knowledge_dir)
     knowledge = knowledge_files.load(settings.knowledge_dir)
     today = settings.current_date()
     served = knowledge.served(today)
@@ -76,11 +74,7 @@ def build(knowledge_dir: KnowledgeDir = None) -> None:
 
     from app.embedder import load_embedder
 
-    settings = _settings(knowledge_dir)
-    problems = _problems(settings)
-    if problems:
-        _report(problems)
-        raise typer.Exit(1)
+    settings = _checked_settings(knowledge_dir)
     knowledge = knowledge_files.load(settings.knowledge_dir)
     gate = SafetyGate.load(settings.knowledge_dir / SAFETY_FILE)
     wanted = index_entries(knowledge, gate, settings.current_date())
@@ -114,12 +108,7 @@ def serve(
     """Run the service (uvicorn, JSON logs, drain on SIGTERM) after checking the knowledge files."""
     from app.server import serve as run_server
 
-    settings = _settings()
-    problems = _problems(settings)
-    if problems:
-        _report(problems)
-        raise typer.Exit(1)
-    run_server(host, port, settings)
+    run_server(host, port, _checked_settings())
 
 
 @cli.command("export-onnx")
@@ -272,7 +261,7 @@ def import_document(
                 + (f" ({result.skipped} paragraph(s) already covered)" if result.skipped else ""), fg="green")
     for draft in result.added:
         typer.echo(f"  {draft.id:<44} [{draft.section}]")
-    problems = [p for p in _problems(settings) if Path(p.file) == result.passages_file]
+    problems = [p for p in knowledge_problems(settings) if Path(p.file) == result.passages_file]
     if problems:
         _report(problems)
     typer.echo("\nNext: read each draft in that file, delete what a patient does not need, then\n"
