@@ -214,8 +214,8 @@ def evaluate(
     if safety_cases.exists():
         for name, safety in sorted(evaluate_safety(assistant, safety_cases).items(), reverse=True):
             typer.secho(f"\n== safety gate, {name} split ({safety_cases})", bold=True)
-            for metric, value in safety.summary().items():
-                typer.echo(f"  {metric:<20} {value}")
+            for label, figure in safety.summary().items():
+                typer.echo(f"  {label:<20} {figure}")
     failures = below_gates(figures[split]) if split in figures else [f"no {split} split in {questions}"]
     if failures:
         typer.secho(f"\nBELOW GATE on {split}: " + "; ".join(failures), fg="red", err=True)

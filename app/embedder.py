@@ -65,7 +65,7 @@ class SentenceTransformerEmbedder:
         self._model = SentenceTransformer(str(path), device="cpu")
         self._lock = threading.Lock()
         self.model_id = model_id_for(model, path)
-        self.dimension = int(self._model.get_embedding_dimension())
+        self.dimension = int(self._model.get_embedding_dimension() or 0)
 
     def _encode(self, texts: Sequence[str]) -> np.ndarray:
         # One encode at a time: torch already uses every core, and interleaving slows both.

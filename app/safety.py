@@ -84,14 +84,9 @@ class _Rules:
     semantic_margin: float
     # Phrases of 7+ letters, by word count, for fuzzy matching of misspellings.
     fuzzy: dict[int, list[str]] = field(default_factory=dict)
-
-    @property
-    def phrase_set(self) -> frozenset[str]:
-        return self._phrase_set
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_phrase_set", frozenset(p.strip() for p in self.phrases))
-        object.__setattr__(self, "lengths", sorted({len(p.split()) for p in self.phrases}))
+    # The phrases as a set, and their lengths in words, for n-gram look-ups.
+    phrase_set: frozenset[str] = frozenset()
+    lengths: tuple[int, ...] = ()
 
 
 @dataclass
@@ -237,7 +232,13 @@ def _parse(path: Path, raw: Any) -> SafetyGate:
             if len(phrase.strip()) >= 7:
                 fuzzy.setdefault(len(phrase.split()), []).append(phrase.strip())
         return _Rules(
-            phrases, patterns, float(semantic.get("threshold", 1.01)), float(semantic.get("margin", 0.0)), fuzzy
+            phrases,
+            patterns,
+            float(semantic.get("threshold", 1.01)),
+            float(semantic.get("margin", 0.0)),
+            fuzzy,
+            frozenset(p.strip() for p in phrases),
+            tuple(sorted({len(p.split()) for p in phrases})),
         )
 
     crisis, refer = section("crisis"), section("refer")
@@ -263,7 +264,7 @@ def _parse(path: Path, raw: Any) -> SafetyGate:
         for name in ("crisis", "refer", "benign")
         if isinstance(raw.get(name), dict) and raw[name].get("exemplars") is not None
     }
-    idioms = compile_all("idioms", "", strings("idioms", None, raw.get("idioms")), substitutions)
+    idioms = compile_all("idioms", "", strings("idioms", "", raw.get("idioms")), substitutions)
     return SafetyGate(
         crisis_message=message("crisis", crisis),
         clinic_line=clinic_line,
