@@ -24,7 +24,8 @@ STOPWORDS = frozenset(
     "for and or but what whats how will would can could should shall may might there this that these those with "
     "at by from as about any have has had get gets got so if when after before during just really very much "
     "some like am we us our they them their he she his her who which why where than then too also not no yes "
-    "please hi hello thanks thank ok okay".split()
+    "please hi hello thanks thank ok okay even lol actually basically literally kind sort stuff thing things "
+    "gonna wanna um uh hey yeah yep".split()
 )
 SUFFIXES = ("ing", "ed", "es", "s", "ly")
 
