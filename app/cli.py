@@ -183,6 +183,10 @@ def report(
         typer.echo(f"  {rate.rate:6.0%}  {rate.helpful:>4}/{rate.votes:<4}  {label}{version}")
 
 
+SAFETY_CASES = Path("tests/safety_cases.yaml")
+SAFETY_HELDOUT = Path("tests")
+
+
 @cli.command()
 def evaluate(
     questions: Annotated[Path, typer.Option(help="Labelled question set.")] = Path("eval/questions.yaml"),
@@ -202,17 +206,27 @@ def evaluate(
         if name not in figures:
             continue
         fig = figures[name]
-        typer.secho(f"\n== {name} split: {fig.in_scope} in scope, {fig.off_topic} off topic, {fig.uncovered} uncovered",
-                    bold=True)
+        typer.secho(
+            f"\n== {name} split: {fig.in_scope} in scope, {fig.off_topic} off topic, {fig.uncovered} uncovered",
+            bold=True,
+        )
         for metric, value in fig.summary().items():
             gate = f"   (gate {GATES[metric]:.2f})" if metric in GATES and name == split else ""
             typer.echo(f"  {metric:<20} {value:6.1%}{gate}")
         if show_misses:
             for miss in fig.misses:
                 typer.echo(f"    miss: {miss}")
-    safety_cases = Path("tests/safety_cases.yaml")
-    if safety_cases.exists():
-        for name, safety in sorted(evaluate_safety(assistant, safety_cases).items(), reverse=True):
+    # The safety sets: tune / held-out halves, then later held-out sets (docs/safety.md says which
+    # were tuned on after their first measurement).
+    safety_sets = [(SAFETY_CASES, "all")] + [
+        (path, path.stem.removeprefix("safety_").replace("_", "-"))
+        for path in sorted(SAFETY_HELDOUT.glob("safety_heldout_v*.yaml"))
+    ]
+    for safety_cases, default_split in safety_sets:
+        if not safety_cases.exists():
+            continue
+        results = evaluate_safety(assistant, safety_cases, default_split)
+        for name, safety in sorted(results.items(), reverse=True):
             typer.secho(f"\n== safety gate, {name} split ({safety_cases})", bold=True)
             for label, figure in safety.summary().items():
                 typer.echo(f"  {label:<20} {figure}")
@@ -257,15 +271,20 @@ def import_document(
         typer.secho(f"Nothing imported: {e}", fg="red", err=True)
         raise typer.Exit(1) from e
     typer.secho(f"Source: {result.source}", fg="green")
-    typer.secho(f"{len(result.added)} draft passage(s) written to {result.passages_file}"
-                + (f" ({result.skipped} paragraph(s) already covered)" if result.skipped else ""), fg="green")
+    typer.secho(
+        f"{len(result.added)} draft passage(s) written to {result.passages_file}"
+        + (f" ({result.skipped} paragraph(s) already covered)" if result.skipped else ""),
+        fg="green",
+    )
     for draft in result.added:
         typer.echo(f"  {draft.id:<44} [{draft.section}]")
     problems = [p for p in knowledge_problems(settings) if Path(p.file) == result.passages_file]
     if problems:
         _report(problems)
-    typer.echo("\nNext: read each draft in that file, delete what a patient does not need, then\n"
-               '  python -m app review approve <id> --reviewer "Your name"')
+    typer.echo(
+        "\nNext: read each draft in that file, delete what a patient does not need, then\n"
+        '  python -m app review approve <id> --reviewer "Your name"'
+    )
 
 
 review_cli = typer.Typer(
@@ -287,8 +306,12 @@ def review_list(knowledge_dir: KnowledgeDir = None) -> None:
     groups = [
         ("Drafts (not served until approved)", queue.drafts, "yellow", lambda p: p.source),
         ("OVERDUE (not served until reviewed again)", queue.overdue, "red", lambda p: f"due {p.review_due}"),
-        (f"Due for review within {settings.review_warning_days} days", queue.due_soon, "yellow",
-         lambda p: f"due {p.review_due}"),
+        (
+            f"Due for review within {settings.review_warning_days} days",
+            queue.due_soon,
+            "yellow",
+            lambda p: f"due {p.review_due}",
+        ),
     ]
     for title, passages, colour, note in groups:
         typer.secho(f"{title}: {len(passages)}", fg=colour if passages else None, bold=True)
@@ -296,27 +319,36 @@ def review_list(knowledge_dir: KnowledgeDir = None) -> None:
             first_words = " ".join(passage.text.split()[:10])
             typer.echo(f"  {passage.id:<44} {note(passage)}  “{first_words} …”")
     if problems:
-        typer.secho(f"{len(problems)} problem(s) in the knowledge files: run `python -m app validate`.",
-                    fg="red", err=True)
+        typer.secho(
+            f"{len(problems)} problem(s) in the knowledge files: run `python -m app validate`.", fg="red", err=True
+        )
 
 
-def _review(passage_id: str, status: str, reviewer: str, on: datetime | None, due: datetime | None,
-            reason: str | None, knowledge_dir: Path | None) -> None:
+def _review(
+    passage_id: str,
+    status: str,
+    reviewer: str,
+    on: datetime | None,
+    due: datetime | None,
+    reason: str | None,
+    knowledge_dir: Path | None,
+) -> None:
     from app.lifecycle import ReviewRefused, review
 
     settings = _settings(knowledge_dir)
     day = on.date() if on else settings.current_date()
     try:
-        passage = review(settings.knowledge_dir, passage_id, status, reviewer, day, due.date() if due else None,
-                         reason)
+        passage = review(settings.knowledge_dir, passage_id, status, reviewer, day, due.date() if due else None, reason)
     except ReviewRefused as e:
         typer.secho(f"Not changed: {e}", fg="red", err=True)
         raise typer.Exit(1) from e
-    typer.secho(f"{passage.id} {status} by {passage.reviewed_by} on {passage.reviewed_on}"
-                + (f", next review due {passage.review_due}" if status == "approved" else "")
-                + f" (version {passage.version}).", fg="green")
-    typer.echo("Bring it into service: python -m app build, then reload the service "
-               "(POST /v1/admin/reload or SIGHUP).")
+    typer.secho(
+        f"{passage.id} {status} by {passage.reviewed_by} on {passage.reviewed_on}"
+        + (f", next review due {passage.review_due}" if status == "approved" else "")
+        + f" (version {passage.version}).",
+        fg="green",
+    )
+    typer.echo("Bring it into service: python -m app build, then reload the service (POST /v1/admin/reload or SIGHUP).")
 
 
 @review_cli.command()
@@ -371,13 +403,18 @@ def history(
             typer.echo(f"No history yet in {history_path(settings.knowledge_dir)}.")
         for event in events:
             detail = event.get("by") or event.get("why") or event.get("source") or ""
-            typer.echo(f"{event.get('on')}  {event.get('event', ''):<10} {event.get('passage', ''):<44} "
-                       f"{event.get('version', '')}  {detail}")
+            typer.echo(
+                f"{event.get('on')}  {event.get('event', ''):<10} {event.get('passage', ''):<44} "
+                f"{event.get('version', '')}  {detail}"
+            )
         return
     periods = served_on(events, on.date())
     typer.secho(f"{len(periods)} passage version(s) in service on {on.date()}:", bold=True)
     for period in periods:
         until = f"until {period.until}" if period.until else "still served"
-        typer.secho(f"\n{period.passage}  version {period.version}  (served from {period.since}, {until}; "
-                    f"{period.source}, [{period.section}])", bold=True)
+        typer.secho(
+            f"\n{period.passage}  version {period.version}  (served from {period.since}, {until}; "
+            f"{period.source}, [{period.section}])",
+            bold=True,
+        )
         typer.echo(period.text)

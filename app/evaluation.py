@@ -130,12 +130,15 @@ class SafetyFigures:
         }
 
 
-def evaluate_safety(assistant: Assistant, path: Path) -> dict[str, SafetyFigures]:
-    """The safety gate as the service runs it (phrases + exemplar similarities) on labelled cases."""
+def evaluate_safety(assistant: Assistant, path: Path, split: str = "all") -> dict[str, SafetyFigures]:
+    """The safety gate as the service runs it (phrases + exemplar similarities) on labelled cases.
+
+    Cases without a `split` field count under `split` (a file that is one held-out set)."""
     raw = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
     figures: dict[str, SafetyFigures] = {}
     for case in raw["cases"]:
-        fig = figures.setdefault(case["split"], SafetyFigures(case["split"]))
+        name = case.get("split", split)
+        fig = figures.setdefault(name, SafetyFigures(name))
         text, label = case["text"], case["label"]
         vector = assistant.embedder.query_embed([assistant.query_text(text)])[0]
         kind = assistant.gate.check(text, assistant.exemplars.similarity(vector)).kind

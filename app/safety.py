@@ -78,14 +78,15 @@ class GateDecision:
 
 @dataclass(frozen=True)
 class _Rules:
-    phrases: tuple[str, ...]  # squeezed, space-padded
+    phrases: tuple[str, ...]  # normalised
     patterns: tuple[re.Pattern[str], ...]
     semantic_threshold: float
     semantic_margin: float
-    # Phrases of 7+ letters, by word count, for fuzzy matching of misspellings.
+    # Squeezed phrases of 7+ letters, by word count, for fuzzy matching of misspellings.
     fuzzy: dict[int, list[str]] = field(default_factory=dict)
-    # The phrases as a set, and their lengths in words, for n-gram look-ups.
+    # The phrases as sets (as written, and squeezed), and their lengths in words.
     phrase_set: frozenset[str] = frozenset()
+    squeezed_set: frozenset[str] = frozenset()
     lengths: tuple[int, ...] = ()
 
 
@@ -120,15 +121,21 @@ class SafetyGate:
         for idiom in self.idioms:
             text, found = idiom.subn(" ", text)
             idiomatic = idiomatic or found > 0
-        squeezed = squeeze(text)
+        # Squeeze repeated letters only in words no dictionary knows ("kiiill" -> "kil"), so that a
+        # real word is never folded into another one ("noose" must not become "nose").
+        words = text.split()
+        unknown = [bool(self.known_words) and w not in self.known_words for w in words]
+        if not self.known_words:
+            unknown = [True] * len(words)
+        squeezed = " ".join(squeeze(w) if u else w for w, u in zip(words, unknown, strict=True))
         # The embedding still sees a removed figure of speech ("dead to the world"): when one was
         # found, the semantic crisis layer must clear a higher bar.
         strictness = IDIOM_STRICTNESS if idiomatic else 0.0
         # Crisis outranks refer at every layer: a crisis that also names a medication is a crisis.
-        rule = self._lexical("crisis", self.crisis, text, squeezed, fuzzy=True)
+        rule = self._lexical("crisis", self.crisis, text, squeezed, any(unknown), fuzzy=True)
         if rule or self._semantic(self.crisis, "crisis", similarity, strictness):
             return GateDecision("crisis", rule or "crisis.semantic")
-        rule = self._lexical("refer", self.refer, text, squeezed, fuzzy=False)
+        rule = self._lexical("refer", self.refer, text, squeezed, any(unknown), fuzzy=False)
         if rule or self._semantic(self.refer, "refer", similarity):
             return GateDecision("refer", rule or "refer.semantic")
         return GateDecision("pass", "pass")
@@ -140,19 +147,28 @@ class SafetyGate:
         score = similarity.get(kind, -1.0) - strictness
         return score >= rules.semantic_threshold and score - similarity.get("benign", -1.0) >= rules.semantic_margin
 
-    def _lexical(self, kind: str, rules: _Rules, text: str, squeezed: str, fuzzy: bool) -> str | None:
-        words = squeezed.split()
-        # Every phrase is a run of whole words: look up the question's word n-grams in a set.
-        for n in rules.lengths:
-            for i in range(len(words) - n + 1):
-                gram = " ".join(words[i : i + n])
-                if gram in rules.phrase_set:
-                    return f"{kind}.phrase:{gram}"
+    def _lexical(
+        self, kind: str, rules: _Rules, text: str, squeezed: str, misspelt: bool, fuzzy: bool
+    ) -> str | None:
+        # Every phrase is a run of whole words: look up the question's word n-grams in a set, as
+        # written and, when a word is unknown, with repeated letters squeezed.
+        plain = text.split()
+        for words, phrase_set in ((plain, rules.phrase_set), (squeezed.split(), rules.squeezed_set)):
+            for n in rules.lengths:
+                for i in range(len(words) - n + 1):
+                    if phrase_set is rules.squeezed_set and words[i : i + n] == plain[i : i + n]:
+                        continue  # only grams with a squeezed (unknown) word are looked up squeezed
+                    gram = " ".join(words[i : i + n])
+                    if gram in phrase_set:
+                        return f"{kind}.phrase:{gram}"
+            if not misspelt:
+                break
         for pattern in rules.patterns:
             if pattern.search(text):
                 return f"{kind}.pattern:{pattern.pattern[:40]}"
-        if fuzzy and (not self.known_words or any(w not in self.known_words for w in text.split())):
+        if fuzzy and misspelt:
             # Only a question with a word no dictionary knows can hold a misspelt phrase.
+            words = squeezed.split()
             # One C-level scan of the phrase list per window of the question (rapidfuzz.process).
             for n, targets in rules.fuzzy.items():
                 for i in range(len(words) - n + 1):
@@ -222,22 +238,24 @@ def _parse(path: Path, raw: Any) -> SafetyGate:
         return tuple(compiled)
 
     def rules(entry: str, value: dict[str, Any], substitutions: Mapping[str, str]) -> _Rules:
-        phrases = tuple(f" {squeeze(normalise(p).strip())} " for p in strings(entry, "phrases", value.get("phrases")))
+        phrases = tuple(normalise(p).strip() for p in strings(entry, "phrases", value.get("phrases")))
         patterns = compile_all(
             entry, "patterns", strings(entry, "patterns", value.get("patterns"), False), substitutions
         )
         semantic = value.get("semantic") or {}
         fuzzy: dict[int, list[str]] = {}
-        for phrase in phrases:
-            if len(phrase.strip()) >= 7:
-                fuzzy.setdefault(len(phrase.split()), []).append(phrase.strip())
+        squeezed = tuple(squeeze(p) for p in phrases)
+        for phrase in squeezed:
+            if len(phrase) >= 7:
+                fuzzy.setdefault(len(phrase.split()), []).append(phrase)
         return _Rules(
             phrases,
             patterns,
             float(semantic.get("threshold", 1.01)),
             float(semantic.get("margin", 0.0)),
             fuzzy,
-            frozenset(p.strip() for p in phrases),
+            frozenset(phrases),
+            frozenset(squeezed),
             tuple(sorted({len(p.split()) for p in phrases})),
         )
 
