@@ -1,0 +1,54 @@
+from pathlib import Path
+
+import numpy as np
+
+from app import knowledge, store
+from app.embedder import FakeEmbedder
+from app.retrieval import ExemplarIndex, PassageIndex, lexical_tokens
+from tests.conftest import TODAY
+
+
+def index(knowledge_dir: Path, out_of_scope: tuple[str, ...] = ()) -> tuple[PassageIndex, FakeEmbedder]:
+    kb = knowledge.load(knowledge_dir)
+    passages = kb.served(TODAY)
+    texts = [p.text for p in passages] + [q for p in passages for q in p.questions] + list(out_of_scope)
+    embedder = FakeEmbedder()
+    built, _ = store.build(embedder, [store.Entry.of("t", str(i), t) for i, t in enumerate(texts)], None)
+    return PassageIndex(passages, built, out_of_scope), embedder
+
+
+def test_lexical_tokens_drop_stop_words_and_fillers_and_stem() -> None:
+    assert lexical_tokens("Will I feel sleepy afterwards lol?") == ["feel", "sleepy", "afterward"]
+
+
+def test_a_passage_scores_its_best_vetted_question(knowledge_dir: Path) -> None:
+    idx, embedder = index(knowledge_dir)
+    question = "Will I be tired after the infusion?"
+    ranking = idx.search(embedder.query_embed([question])[0], question)
+    top = ranking.hits[0]
+    assert top.passage.id == "sleepy" and top.matched_question == question
+    assert np.isclose(top.similarity, 1.0, atol=1e-5)
+    assert ranking.out_of_scope == -1.0
+
+
+def test_known_out_of_scope_questions_are_measured(knowledge_dir: Path) -> None:
+    idx, embedder = index(knowledge_dir, ("How much does it cost?",))
+    question = "how much does it cost"
+    ranking = idx.search(embedder.query_embed([question])[0], question)
+    assert ranking.out_of_scope > ranking.hits[0].similarity
+
+
+def test_lexical_scores_are_scaled_to_the_best_passage(knowledge_dir: Path) -> None:
+    idx, _ = index(knowledge_dir)
+    scores = idx.lexical("drive home")
+    assert scores.max() == 1.0 and idx.passages[int(scores.argmax())].id == "driving"
+    assert not idx.lexical("zzzz").any()
+
+
+def test_exemplar_similarity_is_the_best_cosine_per_group() -> None:
+    embedder = FakeEmbedder()
+    texts = ["i want to die", "what does it feel like"]
+    built, _ = store.build(embedder, [store.Entry.of("x", t, t) for t in texts], None)
+    exemplars = ExemplarIndex({"crisis": [texts[0]], "benign": [texts[1]]}, built)
+    sims = exemplars.similarity(embedder.query_embed(["i want to die"])[0])
+    assert np.isclose(sims["crisis"], 1.0) and sims["benign"] < 0.5
