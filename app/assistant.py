@@ -27,8 +27,8 @@ from app.spelling import SpellingCorrector, model_vocabulary
 log = logging.getLogger(__name__)
 
 SAFETY_FILE = "safety.yaml"
-# After an answer, other passages are offered as related questions only when they matched nearly
-# as well: a far-off suggestion reads as noise to an anxious patient.
+# After an answer, the next-best passage is offered as a related question, and further ones only
+# when they matched nearly as well: a far-off suggestion reads as noise to an anxious patient.
 RELATED_WITHIN = 0.2
 
 
@@ -157,7 +157,7 @@ class Assistant:
                 notice,
                 top.passage,
                 round(top.similarity, 4),
-                self._suggest([h for h in hits[1:] if h.similarity >= top.similarity - RELATED_WITHIN]),
+                self._suggest(hits[1:2] + [h for h in hits[2:] if h.similarity >= top.similarity - RELATED_WITHIN]),
                 rule=verdict,
                 ranked=ranked,
             )
