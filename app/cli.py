@@ -190,8 +190,10 @@ SAFETY_HELDOUT = Path("tests")
 @cli.command()
 def evaluate(
     questions: Annotated[Path, typer.Option(help="Labelled question set.")] = Path("eval/questions.yaml"),
-    split: Annotated[str, typer.Option(help="Which split gates the exit code: heldout or tune.")] = "heldout",
-    show_misses: Annotated[bool, typer.Option("--misses/--no-misses", help="List every miss.")] = True,
+    split: Annotated[
+        str, typer.Option(help="The split that gates the exit code and whose misses are shown.")
+    ] = "heldout",
+    show_misses: Annotated[bool, typer.Option("--misses/--no-misses", help="List every miss of that split.")] = False,
 ) -> None:
     """Run the labelled set through the /v1/ask code path; print figures; exit 1 below the gates."""
     from app.embedder import load_embedder
@@ -213,7 +215,7 @@ def evaluate(
         for metric, value in fig.summary().items():
             gate = f"   (gate {GATES[metric]:.2f})" if metric in GATES and name == split else ""
             typer.echo(f"  {metric:<20} {value:6.1%}{gate}")
-        if show_misses:
+        if show_misses and name == split:  # never list the other half's misses by accident
             for miss in fig.misses:
                 typer.echo(f"    miss: {miss}")
     # The safety sets: tune / held-out halves, then later held-out sets (docs/safety.md says which
