@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -27,6 +26,8 @@ from typing import Any
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, Locator, Page, Route, expect, sync_playwright
+
+from tests.server_process import free_port
 
 pytestmark = pytest.mark.browser
 expect.set_options(timeout=15_000)
@@ -77,12 +78,6 @@ div, section, p { display: inline !important; padding: 30px !important; }
 ketamine-assistant { display: none; opacity: 0; visibility: hidden !important; filter: blur(3px) !important; }
 :root { --ka-accent: #ffff00; }
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
