@@ -204,7 +204,7 @@ def evaluate(
     embedder = load_embedder(settings.embedder, settings.model, settings.onnx_dir, settings.embed_threads)
     assistant = Assistant.load(settings, embedder)
     figures = run(assistant, load_cases(questions))
-    for name in ("tune", "heldout"):
+    for name in ("tune", "retired", "heldout"):
         if name not in figures:
             continue
         fig = figures[name]

@@ -89,7 +89,10 @@ def evaluate(assistant: Assistant, cases: Iterable[Case]) -> dict[str, Figures]:
                     fig.reciprocal_ranks += 1 / rank
                     break
         else:
-            declined = not answered
+            # Declined: no passage served. A referral to the care team is a decline (it serves no
+            # passage and sends the patient somewhere better); a crisis reply is not: it is a false
+            # alarm, counted as a miss.
+            declined = reply.kind in ("no_match", "refer")
             if case.category == "off_topic":
                 fig.off_topic += 1
                 fig.off_topic_declined += declined
@@ -97,8 +100,8 @@ def evaluate(assistant: Assistant, cases: Iterable[Case]) -> dict[str, Figures]:
                 fig.uncovered += 1
                 fig.uncovered_declined += declined
             if not declined:
-                assert reply.passage is not None
-                fig.misses.append(f"{case.category:<9} {case.question!r}: answered with {reply.passage.id}")
+                got = reply.passage.id if reply.passage else f"<{reply.kind}: {reply.rule}>"
+                fig.misses.append(f"{case.category:<9} {case.question!r}: answered with {got}")
     return figures
 
 
@@ -137,7 +140,8 @@ def evaluate_safety(assistant: Assistant, path: Path, split: str = "all") -> dic
     raw = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
     figures: dict[str, SafetyFigures] = {}
     for case in raw["cases"]:
-        name = case.get("split", split)
+        # A later set split into halves reports them as e.g. "heldout-v4 tune" / "heldout-v4 heldout".
+        name = case.get("split", split) if split == "all" else " ".join(filter(None, (split, case.get("split"))))
         fig = figures.setdefault(name, SafetyFigures(name))
         text, label = case["text"], case["label"]
         vector = assistant.embedder.query_embed([assistant.query_text(text)])[0]

@@ -7,6 +7,7 @@ the YAML by hand sees everything it has to fix in one run.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -248,6 +249,25 @@ def _check_unique(passages: Iterable[tuple[Path, Passage]], problems: list[Knowl
             seen[passage.id] = path
 
 
+def _question_key(question: str) -> str:
+    return " ".join(re.findall(r"[a-z0-9]+", question.lower()))
+
+
+def _check_out_of_scope(
+    path: Path, out_of_scope: Iterable[str], passages: Iterable[Passage], problems: list[KnowledgeError]
+) -> None:
+    """A question listed as out of scope must not also be a vetted question of a passage."""
+    vetted = {_question_key(q): p.id for p in passages for q in p.questions}
+    for question in out_of_scope:
+        owner = vetted.get(_question_key(question))
+        if owner:
+            problems.append(
+                KnowledgeError(
+                    str(path), question, "questions", f"is also a vetted question of passage {owner!r}: keep it in one"
+                )
+            )
+
+
 def passage_files(knowledge_dir: Path) -> list[Path]:
     return sorted((knowledge_dir / "passages").glob("*.yaml"))
 
@@ -279,6 +299,7 @@ def validate(knowledge_dir: Path) -> tuple[Knowledge, list[KnowledgeError]]:
         raw = read_yaml(out_of_scope_path, problems)
         if raw is not None:
             out_of_scope = parse_out_of_scope(out_of_scope_path, raw, problems)
+            _check_out_of_scope(out_of_scope_path, out_of_scope, [p for _, p in located], problems)
     return Knowledge(tuple(p for _, p in located), messages, out_of_scope), problems
 
 

@@ -27,7 +27,9 @@ from app.errors import InvalidKnowledge, KnowledgeError
 from app.knowledge import read_yaml
 
 Kind = Literal["crisis", "refer", "pass"]
-IDIOM_STRICTNESS = 0.15
+# Labelled patient messages used as more exemplars for the semantic layer (docs/safety.md).
+EXAMPLES_FILE = "safety_examples.yaml"
+IDIOM_STRICTNESS = 0.25
 
 LOOKALIKES = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "@": "a", "$": "s"})
 APOSTROPHES = re.compile(r"[\u2019\u2018\u02bc`´']")
@@ -38,6 +40,8 @@ def normalise(text: str) -> str:
     text = unicodedata.normalize("NFKD", text)
     text = "".join(c for c in text if not unicodedata.combining(c)).lower()
     text = APOSTROPHES.sub("", text)
+    # "!" or "|" between letters stands for an i ("k!ll", "su|cide").
+    text = re.sub(r"(?<=[a-z])[!|](?=[a-z])", "i", text)
     # Digits inside words are look-alike letters ("k1ll", "d1e"); stand-alone numbers stay.
     text = re.sub(
         r"[a-z]*[0-9@$][a-z0-9@$]*",
@@ -110,8 +114,16 @@ class SafetyGate:
         raw = read_yaml(path, problems)
         if problems:
             raise problems[0]
+        examples_path = path.with_name(EXAMPLES_FILE)
+        examples = read_yaml(examples_path, problems) if examples_path.exists() else None
+        if problems:
+            raise problems[0]
         try:
-            return _parse(path, raw)
+            gate = _parse(path, raw)
+            if examples is not None:
+                for group, texts in _parse_examples(examples_path, examples).items():
+                    gate.exemplars[group] = [*gate.exemplars.get(group, []), *texts]
+            return gate
         except InvalidKnowledge as e:
             raise e.problems[0] from e
 
@@ -294,3 +306,24 @@ def _parse(path: Path, raw: Any) -> SafetyGate:
         fuzzy_threshold=float(raw.get("fuzzy_threshold", 90)),
         exemplars=exemplars,
     )
+
+
+def _parse_examples(path: Path, raw: Any) -> dict[str, list[str]]:
+    """safety_examples.yaml: reviewed lists of labelled messages, by group (crisis, refer, benign)."""
+    file = str(path)
+    if not isinstance(raw, dict):
+        raise KnowledgeError(file, None, None, "must be a mapping with crisis, refer and benign lists")
+    if raw.get("status") != "approved":
+        raise KnowledgeError(file, None, "status", "must be 'approved'")
+    if not isinstance(raw.get("reviewed_by"), str) or not raw["reviewed_by"].strip():
+        raise KnowledgeError(file, None, "reviewed_by", "is required")
+    for name in ("reviewed_on", "review_due"):
+        if not isinstance(raw.get(name), date):
+            raise KnowledgeError(file, None, name, f"must be a date like 2027-05-31, not {raw.get(name)!r}")
+    groups = {}
+    for group in ("crisis", "refer", "benign"):
+        texts = raw.get(group, [])
+        if not isinstance(texts, list) or not all(isinstance(t, str) and t.strip() for t in texts):
+            raise KnowledgeError(file, group, None, "must be a list of text")
+        groups[group] = [t.strip() for t in texts]
+    return groups

@@ -153,3 +153,17 @@ def test_version_is_a_stable_short_content_hash() -> None:
     assert knowledge.content_version("abc") == knowledge.content_version("abc")
     assert knowledge.content_version("abc") != knowledge.content_version("abd")
     assert len(knowledge.content_version("abc")) == 12
+
+
+def test_out_of_scope_question_that_is_also_vetted_is_reported(knowledge_dir: Path) -> None:
+    # The same question cannot be both answered and declined: validation names it.
+    path = knowledge_dir / "out_of_scope.yaml"
+    path.write_text(
+        "status: approved\nreviewed_by: Dr Test\nreviewed_on: 2026-01-01\nreview_due: 2027-01-01\n"
+        "topics:\n  - topic: transport\n    questions:\n"
+        "      - can i drive home after the infusion\n      - Where do I park?\n",
+        encoding="utf-8",
+    )
+    problem = _only_problem(knowledge_dir)
+    assert (problem.file, problem.entry_id, problem.field) == (str(path), "can i drive home after the infusion", "questions")
+    assert "'driving'" in problem.problem
