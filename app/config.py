@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     # close relative to the best passage (negative: the passage must win by that much).
     out_of_scope_margin: float = Field(default=0.0, ge=-1.0, le=1.0)
     # Weight of the lexical (BM25, 0–1) score added to the dense similarity when ranking.
-    lexical_weight: float = Field(default=0.1, ge=0.0, le=1.0)
+    lexical_weight: float = Field(default=0.2, ge=0.0, le=1.0)
     # Mend misspellings and chat abbreviations in the text matched (never in what is shown).
     spelling_correction: bool = True
     max_suggestions: int = Field(default=3, ge=0, le=10)

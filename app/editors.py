@@ -136,19 +136,44 @@ class EditorStore:
             self._thread = None
         self.engine.dispose()
 
-    def record_unanswered(
-        self, question: str, kind: str, nearest_passage_id: str | None, score: float | None
-    ) -> None:
+    def record_unanswered(self, question: str, kind: str, nearest_passage_id: str | None, score: float | None) -> None:
         """Queue a no_match or refer question; it is redacted on the writer thread."""
-        self._put(("unanswered", {"created_at": _now(), "kind": kind, "question": question,
-                                  "nearest_passage_id": nearest_passage_id, "score": score}))
+        self._put(
+            (
+                "unanswered",
+                {
+                    "created_at": _now(),
+                    "kind": kind,
+                    "question": question,
+                    "nearest_passage_id": nearest_passage_id,
+                    "score": score,
+                },
+            )
+        )
 
     def record_feedback(
-        self, reply_id: str, kind: str, passage_id: str | None, passage_version: str | None,
-        helpful: bool, comment: str | None,
+        self,
+        reply_id: str,
+        kind: str,
+        passage_id: str | None,
+        passage_version: str | None,
+        helpful: bool,
+        comment: str | None,
     ) -> None:
-        self._put(("feedback", {"created_at": _now(), "reply_id": reply_id, "kind": kind, "passage_id": passage_id,
-                                "passage_version": passage_version, "helpful": helpful, "comment": comment}))
+        self._put(
+            (
+                "feedback",
+                {
+                    "created_at": _now(),
+                    "reply_id": reply_id,
+                    "kind": kind,
+                    "passage_id": passage_id,
+                    "passage_version": passage_version,
+                    "helpful": helpful,
+                    "comment": comment,
+                },
+            )
+        )
 
     def flush(self, timeout: float = 5.0) -> None:
         """Block until everything queued so far is written (tests, CLI)."""
@@ -239,7 +264,9 @@ class EditorStore:
                 query = query.where(unanswered.c.created_at >= since)
             questions = [(row.question, row.kind) for row in db.execute(query)]
             rates = select(
-                feedback.c.kind, feedback.c.passage_id, feedback.c.passage_version,
+                feedback.c.kind,
+                feedback.c.passage_id,
+                feedback.c.passage_version,
                 func.count().label("votes"),
                 func.sum(func.cast(feedback.c.helpful, Integer)).label("helpful"),
             ).group_by(feedback.c.kind, feedback.c.passage_id, feedback.c.passage_version)
@@ -291,9 +318,7 @@ def group_questions(questions: Sequence[tuple[str, str]], similarity: int = 80) 
     keys: list[str] = []
     for question, kinds in sorted(counts.items(), key=lambda item: -sum(item[1].values())):
         key = question.lower()
-        match = next(
-            (g for g, k in zip(groups, keys, strict=True) if fuzz.token_set_ratio(key, k) >= similarity), None
-        )
+        match = next((g for g, k in zip(groups, keys, strict=True) if fuzz.token_set_ratio(key, k) >= similarity), None)
         if match is None:
             match = QuestionGroup(question, 0)
             groups.append(match)

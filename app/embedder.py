@@ -38,9 +38,7 @@ def resolve_model_path(model: str) -> Path:
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
-        raise ValueError(
-            f"KETAMINE_QA_MODEL={model!r} is neither a folder nor an installed model package"
-        ) from e
+        raise ValueError(f"KETAMINE_QA_MODEL={model!r} is neither a folder nor an installed model package") from e
     get_path = getattr(module, "get_model_path", None)
     if get_path is None:
         raise ValueError(f"package {module_name!r} does not ship model weights (no get_model_path())")
@@ -71,7 +69,10 @@ class SentenceTransformerEmbedder:
         # One encode at a time: torch already uses every core, and interleaving slows both.
         with self._lock:
             vectors = self._model.encode(
-                list(texts), batch_size=32, normalize_embeddings=True, convert_to_numpy=True,
+                list(texts),
+                batch_size=32,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
                 show_progress_bar=False,
             )
         return np.asarray(vectors, dtype=np.float32).reshape(len(texts), self.dimension)

@@ -85,7 +85,8 @@ class FeedbackRequest(BaseModel):
     reply_id: StrictStr = Field(min_length=1, max_length=64, description="`reply_id` from /v1/ask.")
     helpful: StrictBool
     comment: StrictStr | None = Field(
-        default=None, max_length=1000,
+        default=None,
+        max_length=1000,
         description="Optional, up to 1000 characters. Stored for the clinic's editors after redaction.",
     )
 
@@ -153,8 +154,19 @@ def editors_report(
     report = portal.editors.report(top=top, since=datetime.now(UTC) - timedelta(days=days))
     return EditorsReportOut(
         questions=report.questions,
-        groups=[QuestionGroupOut(example=g.example, count=g.count, kinds=g.kinds, variants=g.variants)
-                for g in report.groups],
-        passages=[PassageRateOut(kind=p.kind, passage_id=p.passage_id, passage_version=p.passage_version,
-                                 helpful=p.helpful, votes=p.votes, rate=round(p.rate, 3)) for p in report.passages],
+        groups=[
+            QuestionGroupOut(example=g.example, count=g.count, kinds=g.kinds, variants=g.variants)
+            for g in report.groups
+        ],
+        passages=[
+            PassageRateOut(
+                kind=p.kind,
+                passage_id=p.passage_id,
+                passage_version=p.passage_version,
+                helpful=p.helpful,
+                votes=p.votes,
+                rate=round(p.rate, 3),
+            )
+            for p in report.passages
+        ],
     )

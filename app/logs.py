@@ -23,7 +23,10 @@ access_log = logging.getLogger("app.access")
 
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
-    "message", "asctime", "taskName", "color_message",  # uvicorn's ANSI copy of the message
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",  # uvicorn's ANSI copy of the message
 }
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,64}$")
 

@@ -70,7 +70,8 @@ def install_problem_handlers(app: FastAPI) -> None:
         # here so a clinic can quote it to support.
         request_id = correlation_id.get()
         return problem(
-            500, "Something went wrong on our side; please try again.",
+            500,
+            "Something went wrong on our side; please try again.",
             headers={"X-Request-ID": request_id} if request_id else None,
             **({"request_id": request_id} if request_id else {}),
         )
@@ -91,7 +92,9 @@ def load_assistant(app: FastAPI, settings: Settings, embedder_factory: Callable[
     if due:
         log.warning(
             "%d passage(s) fall due for review within %d days: %s",
-            len(due), settings.review_warning_days, ", ".join(p.id for p in due),
+            len(due),
+            settings.review_warning_days,
+            ", ".join(p.id for p in due),
         )
     try:
         # The history log says which words were served on which day; a start counts too.

@@ -22,18 +22,29 @@ _STREET = (
 _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"), "[EMAIL]"),
     (re.compile(r"\b(?:https?://|www\.)\S+", re.IGNORECASE), "[URL]"),
-    (re.compile(r"\b\d{1,6}\s+(?:[A-Za-z0-9'.-]+\s+){0,3}" + _STREET + r"\b\.?(?:\s*(?:apt|unit|suite|#)\s*\w+)?",
-                re.IGNORECASE), "[ADDRESS]"),
+    (
+        re.compile(
+            r"\b\d{1,6}\s+(?:[A-Za-z0-9'.-]+\s+){0,3}" + _STREET + r"\b\.?(?:\s*(?:apt|unit|suite|#)\s*\w+)?",
+            re.IGNORECASE,
+        ),
+        "[ADDRESS]",
+    ),
     (re.compile(r"\b\d{4}-\d{1,2}-\d{1,2}\b"), "[DATE]"),
     (re.compile(r"\b\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}\b"), "[DATE]"),
     (re.compile(r"\b\d{1,2}/\d{1,2}\b"), "[DATE]"),
     (re.compile(r"\b" + _MONTHS + r"\.?\s+\d{1,2}(?:st|nd|rd|th)?(?:,?\s+\d{4})?\b", re.IGNORECASE), "[DATE]"),
-    (re.compile(r"\b\d{1,2}(?:st|nd|rd|th)?\s+(?:of\s+)?" + _MONTHS + r"\b\.?(?:,?\s+\d{4})?", re.IGNORECASE),
-     "[DATE]"),
+    (
+        re.compile(r"\b\d{1,2}(?:st|nd|rd|th)?\s+(?:of\s+)?" + _MONTHS + r"\b\.?(?:,?\s+\d{4})?", re.IGNORECASE),
+        "[DATE]",
+    ),
     (re.compile(r"\d{5,}"), "[NUMBER]"),
     # Names people give: "my name is ann lee", "I'm Ann", "this is Ann", "call me Ann", "Dr Lee".
-    (re.compile(r"(?i:(\bmy\s+name\s+is|\bmy\s+name's|\bname:))\s+[A-Za-z'’-]+(?:\s+[A-Za-z'’-]+)?(?:\s+[A-Z][a-zA-Z'’-]+)?"),
-     r"\1 [NAME]"),
+    (
+        re.compile(
+            r"(?i:(\bmy\s+name\s+is|\bmy\s+name's|\bname:))\s+[A-Za-z'’-]+(?:\s+[A-Za-z'’-]+)?(?:\s+[A-Z][a-zA-Z'’-]+)?"
+        ),
+        r"\1 [NAME]",
+    ),
     (re.compile(r"(?i:(\b(?:i\s+am|i'm|i’m|im|this\s+is|call\s+me|it's|it’s)))\s+" + _NAME), r"\1 [NAME]"),
     (re.compile(r"(?i:(\b(?:dr|doctor|nurse|mr|mrs|ms|miss)\.?))\s+" + _NAME), r"\1 [NAME]"),
 ]

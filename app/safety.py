@@ -159,9 +159,7 @@ class SafetyGate:
         score = similarity.get(kind, -1.0) - strictness
         return score >= rules.semantic_threshold and score - similarity.get("benign", -1.0) >= rules.semantic_margin
 
-    def _lexical(
-        self, kind: str, rules: _Rules, text: str, squeezed: str, misspelt: bool, fuzzy: bool
-    ) -> str | None:
+    def _lexical(self, kind: str, rules: _Rules, text: str, squeezed: str, misspelt: bool, fuzzy: bool) -> str | None:
         # Every phrase is a run of whole words: look up the question's word n-grams in a set, as
         # written and, when a word is unknown, with repeated letters squeezed.
         plain = text.split()

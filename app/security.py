@@ -124,9 +124,7 @@ def client_address(scope: Mapping[str, Any], trusted: Sequence[IPNetwork]) -> st
 
     if not trusted or not is_trusted(address):
         return address
-    forwarded = [
-        value.decode("latin-1") for name, value in scope.get("headers", ()) if name == b"x-forwarded-for"
-    ]
+    forwarded = [value.decode("latin-1") for name, value in scope.get("headers", ()) if name == b"x-forwarded-for"]
     hops = [hop.strip() for hop in ",".join(forwarded).split(",") if hop.strip()]
     for hop in reversed(hops):
         if _ip(hop) is None:

@@ -35,9 +35,13 @@ class DrainingServer(uvicorn.Server):
             return
         self.draining = True
         self.app.state.status = "stopping"
-        log.info("draining: readiness is 503; still serving", extra={
-            "signal": signal.Signals(sig).name, "drain_seconds": self.drain_seconds,
-        })
+        log.info(
+            "draining: readiness is 503; still serving",
+            extra={
+                "signal": signal.Signals(sig).name,
+                "drain_seconds": self.drain_seconds,
+            },
+        )
         timer = threading.Timer(self.drain_seconds, super().handle_exit, args=(sig, None))
         timer.daemon = True
         timer.start()

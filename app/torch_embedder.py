@@ -31,8 +31,11 @@ def supports(path: Path) -> bool:
         modules = json.loads((path / "modules.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    known = {"sentence_transformers.models.Transformer", "sentence_transformers.models.Pooling",
-             "sentence_transformers.models.Normalize"}
+    known = {
+        "sentence_transformers.models.Transformer",
+        "sentence_transformers.models.Pooling",
+        "sentence_transformers.models.Normalize",
+    }
     return (
         config.get("model_type") == "bert"
         and config.get("hidden_act") == "gelu"
@@ -95,13 +98,17 @@ class TorchEmbedder:
             torch.set_num_threads(threads)
         config = json.loads((path / "config.json").read_text(encoding="utf-8"))
         try:
-            max_tokens = int(json.loads((path / "sentence_bert_config.json").read_text(encoding="utf-8"))
-                             ["max_seq_length"])
+            max_tokens = int(
+                json.loads((path / "sentence_bert_config.json").read_text(encoding="utf-8"))["max_seq_length"]
+            )
         except (OSError, ValueError, KeyError):
             max_tokens = 256
         max_tokens = min(max_tokens, int(config["max_position_embeddings"]))
-        self._encoder = BertEncoder(load_file(str(path / "model.safetensors")), int(config["num_attention_heads"]),
-                                    float(config.get("layer_norm_eps", 1e-12))).eval()
+        self._encoder = BertEncoder(
+            load_file(str(path / "model.safetensors")),
+            int(config["num_attention_heads"]),
+            float(config.get("layer_norm_eps", 1e-12)),
+        ).eval()
         self._tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
         # tokenizer.json pads every text to 128; sentence-transformers pads to the batch's longest.
         self._tokenizer.enable_truncation(max_tokens)

@@ -73,7 +73,11 @@ def start_server(
     with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
         process = subprocess.Popen(
             [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=ROOT, env=full_env, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+            cwd=ROOT,
+            env=full_env,
+            stdout=out,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
         )
     server = ServerProcess(process, port, stdout_path, stderr_path)
     deadline = time.monotonic() + ready_timeout

@@ -72,10 +72,13 @@ def test_retention_purge_runs_when_the_store_starts(tmp_path: Path) -> None:
     store = sqlite_store(tmp_path)
     store.create_tables()
     with store.engine.begin() as db:
-        db.execute(unanswered.insert(), [
-            {"created_at": datetime.now(UTC) - timedelta(days=45), "kind": "no_match", "question": "stale"},
-            {"created_at": datetime.now(UTC) - timedelta(days=2), "kind": "no_match", "question": "recent"},
-        ])
+        db.execute(
+            unanswered.insert(),
+            [
+                {"created_at": datetime.now(UTC) - timedelta(days=45), "kind": "no_match", "question": "stale"},
+                {"created_at": datetime.now(UTC) - timedelta(days=2), "kind": "no_match", "question": "recent"},
+            ],
+        )
     store.start()
     store.flush()
     with store.engine.connect() as db:
@@ -102,10 +105,14 @@ def test_a_full_queue_drops_instead_of_blocking(tmp_path: Path) -> None:
 
 
 def test_grouping_by_similarity() -> None:
-    groups = group_questions([
-        ("Can I bring my dog?", "no_match"), ("can i bring my dog", "no_match"),
-        ("Can I bring my dog with me?", "no_match"), ("Is parking free?", "no_match"),
-    ])
+    groups = group_questions(
+        [
+            ("Can I bring my dog?", "no_match"),
+            ("can i bring my dog", "no_match"),
+            ("Can I bring my dog with me?", "no_match"),
+            ("Is parking free?", "no_match"),
+        ]
+    )
     assert [(g.count, g.kinds) for g in groups] == [(3, {"no_match": 3}), (1, {"no_match": 1})]
 
 
@@ -151,16 +158,28 @@ def postgres_url() -> Iterator[str]:
 
     try:
         run(str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync")
-        run(str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-l", str(root / "log"), "-o",
-            f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+        run(
+            str(bin_dir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-w",
+            "-l",
+            str(root / "log"),
+            "-o",
+            f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "start",
+        )
     except subprocess.CalledProcessError as e:
         shutil.rmtree(root, ignore_errors=True)
         pytest.fail(f"PostgreSQL is installed but did not start: {e.stderr.decode(errors='replace')[-2000:]}")
     try:
         yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([*as_postgres, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True, timeout=60)
+        subprocess.run(
+            [*as_postgres, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            capture_output=True,
+            timeout=60,
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 

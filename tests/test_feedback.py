@@ -26,13 +26,20 @@ def rows(client: TestClient, table: object) -> list[object]:
 def test_feedback_on_a_reply_is_accepted_and_stored(client: TestClient) -> None:
     reply = client.post("/v1/ask", json=ANSWERED).json()
     assert reply["kind"] == "answer"
-    response = client.post("/v1/feedback", json={"reply_id": reply["reply_id"], "helpful": True,
-                                                 "comment": "Clear, thanks. I'm Ann Lee, 555-123-4567"})
+    response = client.post(
+        "/v1/feedback",
+        json={"reply_id": reply["reply_id"], "helpful": True, "comment": "Clear, thanks. I'm Ann Lee, 555-123-4567"},
+    )
     assert response.status_code == 202
     assert response.json() == {"reply_id": reply["reply_id"], "status": "accepted"}
     (row,) = rows(client, feedback_table)
     assert (row.reply_id, row.kind, row.passage_id, row.passage_version, row.helpful) == (
-        reply["reply_id"], "answer", reply["passage"]["id"], reply["passage"]["version"], True)
+        reply["reply_id"],
+        "answer",
+        reply["passage"]["id"],
+        reply["passage"]["version"],
+        True,
+    )
     assert "Ann" not in row.comment and "555" not in row.comment
 
 

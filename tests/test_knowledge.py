@@ -165,5 +165,9 @@ def test_out_of_scope_question_that_is_also_vetted_is_reported(knowledge_dir: Pa
         encoding="utf-8",
     )
     problem = _only_problem(knowledge_dir)
-    assert (problem.file, problem.entry_id, problem.field) == (str(path), "can i drive home after the infusion", "questions")
+    assert (problem.file, problem.entry_id, problem.field) == (
+        str(path),
+        "can i drive home after the infusion",
+        "questions",
+    )
     assert "'driving'" in problem.problem

@@ -62,13 +62,17 @@ async def run_load(base_url: str, on_half: asyncio.Event) -> tuple[list[float], 
 
 def test_load_with_a_sigterm_half_way(knowledge_dir: Path, tmp_path: Path) -> None:
     keys = json.dumps([{"name": "load", "sha256": hashlib.sha256(KEY.encode()).hexdigest()}])
-    server = start_server(knowledge_dir, tmp_path, env={
-        "KETAMINE_QA_API_KEYS": keys,
-        "KETAMINE_QA_RATE_LIMIT_KEYED": "100000/minute",
-        # Long enough for the second half of the run on a slow, shared machine; a second SIGTERM
-        # after the run ends the drain (as an orchestrator's would).
-        "KETAMINE_QA_DRAIN_SECONDS": "120",
-    })
+    server = start_server(
+        knowledge_dir,
+        tmp_path,
+        env={
+            "KETAMINE_QA_API_KEYS": keys,
+            "KETAMINE_QA_RATE_LIMIT_KEYED": "100000/minute",
+            # Long enough for the second half of the run on a slow, shared machine; a second SIGTERM
+            # after the run ends the drain (as an orchestrator's would).
+            "KETAMINE_QA_DRAIN_SECONDS": "120",
+        },
+    )
     try:
 
         async def scenario() -> tuple[list[float], list[str], list[int], float]:
@@ -91,7 +95,9 @@ def test_load_with_a_sigterm_half_way(knowledge_dir: Path, tmp_path: Path) -> No
         server.stop()
     latencies.sort()
     figures = {
-        "requests": len(latencies), "errors": len(errors), "seconds": round(elapsed, 2),
+        "requests": len(latencies),
+        "errors": len(errors),
+        "seconds": round(elapsed, 2),
         "requests_per_second": round(len(latencies) / elapsed),
         "p50_ms": round(statistics.median(latencies) * 1000, 1),
         "p95_ms": round(latencies[int(0.95 * len(latencies)) - 1] * 1000, 1),

@@ -42,8 +42,14 @@ def test_json_lines_carry_the_request_id_and_no_exception_message() -> None:
 
 @pytest.mark.parametrize(
     ("value", "sane"),
-    [("0b7f6a0e8c1e4d559d8e3b0c0f4b2a11", True), ("portal-req.42:7", True), ("short", False),
-     ("has space in it", False), ("x" * 65, False), ("I feel suicidal", False)],
+    [
+        ("0b7f6a0e8c1e4d559d8e3b0c0f4b2a11", True),
+        ("portal-req.42:7", True),
+        ("short", False),
+        ("has space in it", False),
+        ("x" * 65, False),
+        ("I feel suicidal", False),
+    ],
 )
 def test_only_sane_request_ids_are_accepted(value: str, sane: bool) -> None:
     assert sane_request_id(value) is sane
@@ -65,15 +71,22 @@ def test_request_id_is_echoed_or_generated(client: TestClient) -> None:
 
 def test_logs_never_carry_questions_addresses_or_keys(knowledge_dir: Path, tmp_path: Path) -> None:
     keys = json.dumps([{"name": "portal-a", "sha256": hashlib.sha256(MARKED_KEY.encode()).hexdigest()}])
-    server = start_server(knowledge_dir, tmp_path, env={
-        "KETAMINE_QA_API_KEYS": keys,
-        "KETAMINE_QA_TRUSTED_PROXIES": '["127.0.0.1"]',
-        "KETAMINE_QA_RATE_LIMIT_ANONYMOUS": "40/minute",
-        "KETAMINE_QA_DRAIN_SECONDS": "0",
-    })
+    server = start_server(
+        knowledge_dir,
+        tmp_path,
+        env={
+            "KETAMINE_QA_API_KEYS": keys,
+            "KETAMINE_QA_TRUSTED_PROXIES": '["127.0.0.1"]',
+            "KETAMINE_QA_RATE_LIMIT_ANONYMOUS": "40/minute",
+            "KETAMINE_QA_DRAIN_SECONDS": "0",
+        },
+    )
     marked_headers = {
-        "User-Agent": f"Mozilla/5.0 {MARKER}", "Referer": f"https://clinic.example/{MARKER}",
-        "Cookie": f"session={MARKER}", "X-Forwarded-For": MARKED_IP, "X-Clinic-Note": MARKER,
+        "User-Agent": f"Mozilla/5.0 {MARKER}",
+        "Referer": f"https://clinic.example/{MARKER}",
+        "Cookie": f"session={MARKER}",
+        "X-Forwarded-For": MARKED_IP,
+        "X-Clinic-Note": MARKER,
     }
     questions = [
         f"Can I drive home after the infusion, {MARKER}?",  # answer
@@ -92,8 +105,9 @@ def test_logs_never_carry_questions_addresses_or_keys(knowledge_dir: Path, tmp_p
                 statuses.append(response.status_code)
                 request_ids.append(response.headers["x-request-id"])
             marked_key = {"X-API-Key": MARKED_KEY}
-            keyed = http.post("/v1/ask", json={"question": questions[1]},
-                              headers={"Authorization": f"Bearer {MARKED_KEY}"})
+            keyed = http.post(
+                "/v1/ask", json={"question": questions[1]}, headers={"Authorization": f"Bearer {MARKED_KEY}"}
+            )
             assert keyed.status_code == 200
             comment = {"reply_id": keyed.json()["reply_id"], "helpful": False, "comment": f"{MARKER} did not help"}
             statuses.append(http.post("/v1/feedback", json=comment, headers=marked_key).status_code)

@@ -19,8 +19,11 @@ def value(text: str, sample: str) -> float:
 
 
 def test_metrics_count_replies_without_their_text(client: TestClient) -> None:
-    for question in ["Can I drive home after the infusion?", "Will I feel sleepy afterwards?",
-                     f"Is there {MARKER} parking at the clinic?"]:
+    for question in [
+        "Can I drive home after the infusion?",
+        "Will I feel sleepy afterwards?",
+        f"Is there {MARKER} parking at the clinic?",
+    ]:
         client.post("/v1/ask", json={"question": question})
     client.post("/v1/ask", json={"question": ""})
     client.get(f"/v1/{MARKER}")

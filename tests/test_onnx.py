@@ -69,11 +69,12 @@ def assistants(tmp_path_factory: pytest.TempPathFactory, onnx_dir: Path) -> Iter
     built: dict[str, Assistant] = {}
     # The index is built once (by sentence-transformers) and served by each backend in turn.
     for backend in ("reference", "torch", "onnx"):
-        embedder = SentenceTransformerEmbedder(MODEL) if backend == "reference" else load_embedder(
-            backend, MODEL, onnx_dir
+        embedder = (
+            SentenceTransformerEmbedder(MODEL) if backend == "reference" else load_embedder(backend, MODEL, onnx_dir)
         )
-        built[backend] = Assistant.load(settings.model_copy(update={"stale_index": "refuse"}) if built else settings,
-                                        embedder)
+        built[backend] = Assistant.load(
+            settings.model_copy(update={"stale_index": "refuse"}) if built else settings, embedder
+        )
     yield built
 
 
@@ -114,7 +115,12 @@ def test_the_onnx_service_never_imports_torch(onnx_dir: Path, tmp_path: Path) ->
         "heavy = [m for m in ('torch', 'sentence_transformers', 'transformers') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                            env={"KETAMINE_QA_EMBEDDER": "onnx", "KETAMINE_QA_DATA_DIR": str(tmp_path),
-                                 "PATH": "/usr/bin:/bin"})
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"KETAMINE_QA_EMBEDDER": "onnx", "KETAMINE_QA_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
     assert result.returncode == 0, result.stderr[-2000:]

@@ -42,9 +42,15 @@ def start_app() -> tuple[FastAPI, TestClient]:
     shutil.copytree(FIXTURES / "knowledge", work / "knowledge")
     shutil.copy(SHIPPED_KNOWLEDGE / "safety.yaml", work / "knowledge" / "safety.yaml")
     app_settings = Settings(
-        knowledge_dir=work / "knowledge", embeddings_dir=work / "embeddings", data_dir=work / "data",
-        embedder="fake", today=TODAY, background_load=False, answer_threshold=0.5,
-        rate_limit_anonymous="1000000/minute", rate_limit_keyed="1000000/minute",
+        knowledge_dir=work / "knowledge",
+        embeddings_dir=work / "embeddings",
+        data_dir=work / "data",
+        embedder="fake",
+        today=TODAY,
+        background_load=False,
+        answer_threshold=0.5,
+        rate_limit_anonymous="1000000/minute",
+        rate_limit_keyed="1000000/minute",
         api_keys=[ApiKey(name="fuzz", sha256=hashlib.sha256(ADMIN_KEY.encode()).hexdigest(), role="admin")],
     )
     app = create_app(app_settings, embedder_factory=FakeEmbedder)

@@ -126,7 +126,8 @@ def _raw_post(port: int, length_header: bytes, body: bytes) -> int:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(
             b"POST /v1/ask HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            + length_header + b"Connection: close\r\n\r\n"
+            + length_header
+            + b"Connection: close\r\n\r\n"
         )
         try:
             sock.sendall(body)
@@ -153,7 +154,8 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     data = tmp_path_factory.mktemp("redis")
     process = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(data)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 15
@@ -177,9 +179,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def test_two_replicas_share_one_budget_in_redis(settings: Settings, redis_url: str) -> None:
     limits = {"rate_limit_anonymous": "4/minute", "rate_limit_storage_url": redis_url}
     with make_client(settings, **limits) as replica_a, make_client(settings, **limits) as replica_b:
-        statuses = [
-            (replica_a if i % 2 else replica_b).get("/v1/suggestions").status_code for i in range(5)
-        ]
+        statuses = [(replica_a if i % 2 else replica_b).get("/v1/suggestions").status_code for i in range(5)]
         refused = replica_a.get("/v1/suggestions")
         other = make_client(settings, peer="198.51.100.99", **limits)
         with other:

@@ -51,8 +51,10 @@ def test_a_request_in_flight_when_shutdown_starts_still_gets_its_reply(knowledge
     body = b'{"question": "Can I drive home after the infusion?"}'
     try:
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-            sock.sendall(b"POST /v1/ask HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: %d\r\n\r\n" % len(body) + body[:10])
+            sock.sendall(
+                b"POST /v1/ask HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n" % len(body) + body[:10]
+            )
             time.sleep(0.3)
             server.signal()
             time.sleep(0.5)
