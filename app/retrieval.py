@@ -18,11 +18,12 @@ import numpy as np
 from app.knowledge import Passage
 from app.store import VectorStore
 
-# Words that carry no topic: dropped before lexical scoring.
+# Words that carry no topic: dropped before lexical scoring. "after", "before" and "during" are
+# kept: the time frame is what tells the during-the-infusion passage from the after one.
 STOPWORDS = frozenset(
     "a an the is are was were be been being do does did doing i im i'm me my mine you your it its it's to of in on "
     "for and or but what whats how will would can could should shall may might there this that these those with "
-    "at by from as about any have has had get gets got so if when after before during just really very much "
+    "at by from as about any have has had get gets got so if when just really very much "
     "some like am we us our they them their he she his her who which why where than then too also not no yes "
     "please hi hello thanks thank ok okay even lol actually basically literally kind sort stuff thing things "
     "gonna wanna um uh hey yeah yep".split()
