@@ -164,7 +164,7 @@ def create_app(settings: Settings | None = None, embedder_factory: Callable[[], 
     lifecycle.install(app)  # POST /v1/admin/reload + the reload lock
 
     @app.get("/healthz", tags=["operations"])
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:  # async: nothing blocks, so no thread-pool hop
         """The process is alive."""
         return {"status": "alive"}
 
