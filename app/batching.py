@@ -131,30 +131,39 @@ class QueryBatcher:
             self._dispatch_soon(loop, waiting)
             return
         waiting.busy = True
-        self._jobs.put((loop, batch))
+        submit = getattr(first.embedder, "submit", None)
+        if submit is not None:
+            # An embedder with a thread of its own (app.embedder.OwnThread): encode there directly;
+            # going through our worker would add a second thread hand-off to every batch.
+            submit(self._encode, loop, batch)
+        else:
+            self._jobs.put((loop, batch))
 
     def _dispatch_soon(self, loop: asyncio.AbstractEventLoop, waiting: _LoopQueue) -> None:
         if waiting.pending and waiting.timer is None and not self._closed:
             waiting.timer = loop.call_soon(self._dispatch, loop)
 
     def _work(self) -> None:
-        """The worker thread: one encode per batch; results go back to the batch's loop."""
+        """The worker thread: one encode per batch."""
         while True:
             job = self._jobs.get()
             if job is _STOP:
                 return
-            loop, batch = job
-            try:
-                vectors = batch[0].embedder.query_embed([w.text for w in batch])
-                if len(vectors) != len(batch):
-                    raise RuntimeError(f"the embedder returned {len(vectors)} vectors for {len(batch)} texts")
-                outcome: np.ndarray | BaseException = vectors
-            except Exception as e:  # every waiter of the batch gets the error
-                outcome = e
-            try:
-                loop.call_soon_threadsafe(self._finish, loop, batch, outcome)
-            except RuntimeError:  # that loop is closed: nobody is waiting for this batch any more
-                continue
+            self._encode(*job)
+
+    def _encode(self, loop: asyncio.AbstractEventLoop, batch: list[_Waiter]) -> None:
+        """Off the loop: one encode; the results go back to the batch's loop."""
+        try:
+            vectors = batch[0].embedder.query_embed([w.text for w in batch])
+            if len(vectors) != len(batch):
+                raise RuntimeError(f"the embedder returned {len(vectors)} vectors for {len(batch)} texts")
+            outcome: np.ndarray | BaseException = vectors
+        except Exception as e:  # every waiter of the batch gets the error
+            outcome = e
+        try:
+            loop.call_soon_threadsafe(self._finish, loop, batch, outcome)
+        except RuntimeError:  # that loop is closed: nobody is waiting for this batch any more
+            pass
 
     def _finish(
         self, loop: asyncio.AbstractEventLoop, batch: Sequence[_Waiter], outcome: np.ndarray | BaseException

@@ -6,9 +6,14 @@ One registry per app (not the process-global one) so tests and reloads start fro
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary
+from prometheus_fastapi_instrumentator.routing import get_route_name
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
     from app.assistant import Reply
@@ -64,3 +69,92 @@ class Metrics:
                 else:
                     self._declined += 1
                 self.decline_ratio.set(self._declined / (self._answered + self._declined))
+
+
+class HttpMetrics:
+    """Per-request HTTP metrics: the five families prometheus-fastapi-instrumentator's default
+    instrumentation exports, with the same names, labels and buckets, as one pure ASGI middleware.
+
+    The instrumentator wraps each request in a Request, re-matches every route to name the
+    handler and builds a Response to read one header: ~55 µs a request, a fifth of the whole
+    middleware stack. Here the handler is matched once per (path, method) and remembered.
+    """
+
+    LATENCY_HIGHR = (0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5, 5, 7.5, 10, 30, 60)
+    LATENCY_LOWR = (0.1, 0.5, 1)
+    EXCLUDED = ("/metrics",)
+
+    def __init__(self, app: ASGIApp, registry: CollectorRegistry) -> None:
+        self.app = app
+        self.total = Counter(
+            "http_requests_total", "Total number of requests by method, status and handler.",
+            ["method", "status", "handler"], registry=registry,
+        )
+        self.in_size = Summary(
+            "http_request_size_bytes", "Content length of incoming requests by handler. Only value of header is "
+            "respected. Otherwise ignored. No percentile calculated. ", ["handler"], registry=registry,
+        )
+        self.out_size = Summary(
+            "http_response_size_bytes", "Content length of outgoing responses by handler. Only value of header is "
+            "respected. Otherwise ignored. No percentile calculated. ", ["handler"], registry=registry,
+        )
+        self.latency_highr = Histogram(
+            "http_request_duration_highr_seconds", "Latency with many buckets but no API specific labels. Made for "
+            "more accurate percentile calculations. ", buckets=self.LATENCY_HIGHR, registry=registry,
+        )
+        self.latency_lowr = Histogram(
+            "http_request_duration_seconds", "Latency with only few buckets by handler. Made to be only used if "
+            "aggregation by handler is important. ", ["method", "handler"], buckets=self.LATENCY_LOWR,
+            registry=registry,
+        )
+        self._handlers: dict[tuple[str, str, str], str] = {}
+
+    def _handler(self, scope: Scope) -> str:
+        """The route template ("none" when no route matches), as the instrumentator names it."""
+        key = (scope.get("root_path", ""), scope["path"], scope["method"])
+        handler = self._handlers.get(key)
+        if handler is None:
+            handler = get_route_name(HTTPConnection(scope), should_include_root_path=False) or "none"
+            if handler != "none" and len(self._handlers) < 1024:  # bounded: only real routes are kept
+                self._handlers[key] = handler
+        return handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        handler = self._handler(scope)
+        if any(excluded in handler for excluded in self.EXCLUDED):
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+        out_size = 0
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status, out_size
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                out_size = _content_length(message.get("headers", ()))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            duration = max(time.perf_counter() - started, 0.0)
+            method = scope["method"]
+            self.total.labels(method, f"{str(status)[0]}xx", handler).inc()
+            self.in_size.labels(handler).observe(_content_length(scope.get("headers", ())))
+            self.out_size.labels(handler).observe(out_size)
+            self.latency_highr.observe(duration)
+            self.latency_lowr.labels(method, handler).observe(duration)
+
+
+def _content_length(headers: Iterable[tuple[bytes, bytes]]) -> int:
+    for name, value in headers:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return 0
+    return 0

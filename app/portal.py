@@ -24,7 +24,7 @@ from app.config import Settings
 from app.editors import EditorStore
 from app.feedback import ReplyMemory
 from app.logs import AccessLog, sane_request_id
-from app.metrics import Metrics
+from app.metrics import HttpMetrics, Metrics
 from app.ratelimit import API_PREFIX, BodyLimit, PortalGate
 
 
@@ -43,9 +43,9 @@ def install(app: FastAPI, settings: Settings) -> Portal:
     app.state.metrics = metrics
 
     if settings.metrics_enabled:
-        Instrumentator(registry=metrics.registry, excluded_handlers=["/metrics"]).instrument(app).expose(
-            app, include_in_schema=False
-        )
+        # The instrumentator serves /metrics; the per-request recording is our leaner HttpMetrics.
+        Instrumentator(registry=metrics.registry).expose(app, include_in_schema=False)
+        app.user_middleware.insert(0, Middleware(HttpMetrics, registry=metrics.registry))
     app.user_middleware.insert(0, Middleware(AccessLog))
     app.user_middleware.insert(
         0, Middleware(CorrelationIdMiddleware, header_name="X-Request-ID", validator=sane_request_id)

@@ -94,8 +94,7 @@ class TorchEmbedder:
     """all-MiniLM-L6-v2 on torch without sentence-transformers: same vectors, less memory."""
 
     def __init__(self, path: Path, model_id: str, threads: int | None = None) -> None:
-        if threads:
-            torch.set_num_threads(threads)
+        self._threads = threads or torch.get_num_threads()
         config = json.loads((path / "config.json").read_text(encoding="utf-8"))
         try:
             max_tokens = int(
@@ -117,13 +116,14 @@ class TorchEmbedder:
         self.model_id = model_id
         self.dimension = int(config["hidden_size"])
 
-    def _encode(self, texts: Sequence[str]) -> np.ndarray:
+    def _encode(self, texts: Sequence[str], threads: int) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         encodings = self._tokenizer.encode_batch(list(texts))
         ids = torch.tensor([e.ids for e in encodings], dtype=torch.long)
         mask = torch.tensor([e.attention_mask for e in encodings], dtype=torch.long)
         with self._lock, torch.inference_mode():
+            torch.set_num_threads(threads)
             hidden = self._encoder(ids, mask)
             weights = mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
@@ -131,7 +131,11 @@ class TorchEmbedder:
         return vectors.numpy().astype(np.float32, copy=False)
 
     def query_embed(self, texts: Sequence[str]) -> np.ndarray:
-        return self._encode(texts)
+        # A lone question (an idle service) gets every core: that is its latency. A batch means
+        # requests are queueing and the event loop needs a core to parse, gate and answer them:
+        # one thread, which is also the cheapest per question (3.7 vs 4.4 core-ms) and never
+        # stalls on a barrier. Measured in the service: c=32 180 vs 143 req/s, c=8 175 vs 100.
+        return self._encode(texts, self._threads if len(texts) == 1 else 1)
 
     def passage_embed(self, texts: Sequence[str]) -> np.ndarray:
-        return self._encode(texts)
+        return self._encode(texts, self._threads)  # build time: nothing else needs the cores
