@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import json
 import logging
@@ -341,6 +342,12 @@ def reload(app: FastAPI) -> ReloadOutcome:
         except OSError as e:  # a read-only knowledge folder must not fail a good reload
             log.warning("could not append to %s: %s", history_path(settings.knowledge_dir), e)
             recorded = []
+        # The start-up froze the first assistant's objects (app.main.load_assistant): unfreeze so
+        # the replaced one can be collected, then freeze the new long-lived heap.
+        del old
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()
     outcome = ReloadOutcome(
         served=len(after),
         added=tuple(sorted(after.keys() - before.keys())),

@@ -87,24 +87,36 @@ class HttpMetrics:
     def __init__(self, app: ASGIApp, registry: CollectorRegistry) -> None:
         self.app = app
         self.total = Counter(
-            "http_requests_total", "Total number of requests by method, status and handler.",
-            ["method", "status", "handler"], registry=registry,
+            "http_requests_total",
+            "Total number of requests by method, status and handler.",
+            ["method", "status", "handler"],
+            registry=registry,
         )
         self.in_size = Summary(
-            "http_request_size_bytes", "Content length of incoming requests by handler. Only value of header is "
-            "respected. Otherwise ignored. No percentile calculated. ", ["handler"], registry=registry,
+            "http_request_size_bytes",
+            "Content length of incoming requests by handler. Only value of header is "
+            "respected. Otherwise ignored. No percentile calculated. ",
+            ["handler"],
+            registry=registry,
         )
         self.out_size = Summary(
-            "http_response_size_bytes", "Content length of outgoing responses by handler. Only value of header is "
-            "respected. Otherwise ignored. No percentile calculated. ", ["handler"], registry=registry,
+            "http_response_size_bytes",
+            "Content length of outgoing responses by handler. Only value of header is "
+            "respected. Otherwise ignored. No percentile calculated. ",
+            ["handler"],
+            registry=registry,
         )
         self.latency_highr = Histogram(
-            "http_request_duration_highr_seconds", "Latency with many buckets but no API specific labels. Made for "
-            "more accurate percentile calculations. ", buckets=self.LATENCY_HIGHR, registry=registry,
+            "http_request_duration_highr_seconds",
+            "Latency with many buckets but no API specific labels. Made for more accurate percentile calculations. ",
+            buckets=self.LATENCY_HIGHR,
+            registry=registry,
         )
         self.latency_lowr = Histogram(
-            "http_request_duration_seconds", "Latency with only few buckets by handler. Made to be only used if "
-            "aggregation by handler is important. ", ["method", "handler"], buckets=self.LATENCY_LOWR,
+            "http_request_duration_seconds",
+            "Latency with only few buckets by handler. Made to be only used if aggregation by handler is important. ",
+            ["method", "handler"],
+            buckets=self.LATENCY_LOWR,
             registry=registry,
         )
         self._handlers: dict[tuple[str, str, str], str] = {}
