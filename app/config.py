@@ -41,8 +41,7 @@ class Settings(BaseSettings):
     # see docs/benchmarks.md).
     embedder: Literal["torch", "onnx", "fake"] = "torch"
     onnx_dir: Path = ROOT / "embeddings" / "onnx"
-    # Threads for one encode; 0: one per core. On torch, batches of questions use one thread
-    # (the event loop needs the other core; see docs/benchmarks.md).
+    # Threads for one encode; 0: one per core (docs/benchmarks.md).
     embed_threads: int = Field(default=0, ge=0, le=64)
     # Questions arriving together share one encode (app/batching.py): the most per encode, and
     # how long a question that finds the encoder idle may wait for company (0-2 ms).

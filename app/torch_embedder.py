@@ -131,11 +131,11 @@ class TorchEmbedder:
         return vectors.numpy().astype(np.float32, copy=False)
 
     def query_embed(self, texts: Sequence[str]) -> np.ndarray:
-        # A lone question (an idle service) gets every core: that is its latency. A batch means
-        # requests are queueing and the event loop needs a core to parse, gate and answer them:
-        # one thread, which is also the cheapest per question (3.7 vs 4.4 core-ms) and never
-        # stalls on a barrier. Measured in the service: c=32 180 vs 143 req/s, c=8 175 vs 100.
-        return self._encode(texts, self._threads if len(texts) == 1 else 1)
+        # Every core, for a lone question and for a batch. One thread per batch was tried (cheaper
+        # per question, 3.7 vs 4.4 core-ms, and it won under a noisy neighbour: c=32 180 vs 143
+        # req/s) but on a quiet machine, once numpy's BLAS threads stopped spinning (app/__init__),
+        # every core won: c=32 293 vs 260 req/s, p99 198 vs 205 ms (docs/benchmarks.md).
+        return self._encode(texts, self._threads)
 
     def passage_embed(self, texts: Sequence[str]) -> np.ndarray:
         return self._encode(texts, self._threads)  # build time: nothing else needs the cores
