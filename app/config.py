@@ -58,7 +58,7 @@ class Settings(BaseSettings):
 
     # Decision: answer only when the best passage's score clears the threshold and beats the
     # runner-up passage by the margin. Calibrated on eval/ (see docs/answer-quality.md).
-    answer_threshold: float = Field(default=0.38, ge=0.0, le=1.0)
+    answer_threshold: float = Field(default=0.42, ge=0.0, le=1.0)
     answer_margin: float = Field(default=0.0, ge=0.0, le=1.0)
     # Decline when a known out-of-scope question (knowledge/out_of_scope.yaml) is at least this
     # close relative to the best passage (negative: the passage must win by that much).

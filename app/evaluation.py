@@ -16,7 +16,7 @@ from app.assistant import Assistant
 
 # CI gates on the held-out split, a little below the measured figures (docs/answer-quality.md),
 # so a regression fails the build.
-GATES = {"top1": 0.89, "off_topic_declined": 0.95, "uncovered_declined": 0.87}
+GATES = {"top1": 0.88, "off_topic_declined": 0.95, "uncovered_declined": 0.87}
 
 
 @dataclass(frozen=True)
