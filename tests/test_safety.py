@@ -130,6 +130,8 @@ def test_personal_medical_questions_are_referred(text: str) -> None:
         "i cant move my right arm and my words come out wrong",
         "my bp cuff says 210/125 and my head is pounding",
         "my brother sent a goodbye text and isn't picking up",
+        "im sorry for everything, goodbye",
+        "sorry for being such a burden to everyone",
     ],
 )
 def test_warning_signs_without_the_obvious_words_are_crisis(text: str) -> None:
