@@ -24,7 +24,7 @@ from typing import Any, Literal
 from rapidfuzz import fuzz, process
 
 from app.errors import InvalidKnowledge, KnowledgeError
-from app.knowledge import read_yaml
+from app.knowledge import _review_fields, read_yaml
 
 Kind = Literal["crisis", "refer", "pass"]
 # Labelled patient messages used as more exemplars for the semantic layer (docs/safety.md).
@@ -112,8 +112,6 @@ class SafetyGate:
     def load(cls, path: Path) -> SafetyGate:
         problems: list[KnowledgeError] = []
         raw = read_yaml(path, problems)
-        if problems:
-            raise problems[0]
         examples_path = path.with_name(EXAMPLES_FILE)
         examples = read_yaml(examples_path, problems) if examples_path.exists() else None
         if problems:
@@ -309,15 +307,15 @@ def _parse(path: Path, raw: Any) -> SafetyGate:
 def _parse_examples(path: Path, raw: Any) -> dict[str, list[str]]:
     """safety_examples.yaml: reviewed lists of labelled messages, by group (crisis, refer, benign)."""
     file = str(path)
+
+    def err(name: str, problem: str) -> None:
+        raise KnowledgeError(file, None, name, problem)
+
     if not isinstance(raw, dict):
         raise KnowledgeError(file, None, None, "must be a mapping with crisis, refer and benign lists")
     if raw.get("status") != "approved":
-        raise KnowledgeError(file, None, "status", "must be 'approved'")
-    if not isinstance(raw.get("reviewed_by"), str) or not raw["reviewed_by"].strip():
-        raise KnowledgeError(file, None, "reviewed_by", "is required")
-    for name in ("reviewed_on", "review_due"):
-        if not isinstance(raw.get(name), date):
-            raise KnowledgeError(file, None, name, f"must be a date like 2027-05-31, not {raw.get(name)!r}")
+        err("status", "must be 'approved'")
+    _review_fields(raw, err)
     groups = {}
     for group in ("crisis", "refer", "benign"):
         texts = raw.get(group, [])
