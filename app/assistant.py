@@ -86,15 +86,16 @@ class Assistant:
         self.today = settings.current_date()
         self.passages = knowledge.served(self.today)
         self.index = PassageIndex(self.passages, store, knowledge.out_of_scope, settings.lexical_weight)
-        # The gate's semantic layer must beat the closest benign text, and every vetted question
-        # is benign by definition: a question near one of them is not referred or escalated.
-        contrast = dict(gate.exemplars)
-        contrast["benign"] = [*gate.exemplars.get("benign", []), *(q for p in self.passages for q in p.questions)]
-        self.exemplars = ExemplarIndex(contrast, store)
+        self.exemplars = ExemplarIndex(gate.exemplars, store)
         self.decline_text = knowledge.messages["no_match"].text
         self.speller = (
             SpellingCorrector(
-                [*(p.text for p in self.passages), *contrast["benign"], *knowledge.out_of_scope],
+                [
+                    *(p.text for p in self.passages),
+                    *gate.exemplars.get("benign", []),
+                    *(q for p in self.passages for q in p.questions),
+                    *knowledge.out_of_scope,
+                ],
                 model_vocabulary(resolve_model_path(settings.model)),
             )
             if settings.spelling_correction
@@ -102,6 +103,17 @@ class Assistant:
         )
         if self.speller:
             gate.known_words = self.speller.known
+
+    def gate_similarity(self, query: np.ndarray, sims: np.ndarray | None = None) -> dict[str, float]:
+        """Best cosine of the query to each exemplar group, for the gate's semantic layer.
+
+        Every vetted question is benign by definition (a question near one of them is not referred
+        or escalated), so the benign score is also the best vetted-question match — read from the
+        retrieval similarities (`sims`, computed once per question) rather than multiplied twice."""
+        similarity = self.exemplars.similarity(query)
+        vetted = self.index.best_vetted_question(self.index.similarities(query) if sims is None else sims)
+        similarity["benign"] = max(similarity.get("benign", -1.0), vetted)
+        return similarity
 
     def query_text(self, question: str) -> str:
         """The text matched against the knowledge base: the question with its spelling mended."""
@@ -123,7 +135,8 @@ class Assistant:
     def reply(self, question: str, query: np.ndarray) -> Reply:
         """The reply to a trimmed question whose query vector was already computed (batching)."""
         notice = self.settings.notice
-        decision = self.gate.check(question, self.exemplars.similarity(query))
+        sims = self.index.similarities(query)
+        decision = self.gate.check(question, self.gate_similarity(query, sims))
         if decision.kind == "crisis":
             body, resources = self.gate.crisis_reply(self.settings.clinic_name, self.settings.clinic_phone)
             return Reply(
@@ -140,7 +153,9 @@ class Assistant:
             body = self.gate.refer_reply()
             return Reply(_new_id(), "refer", with_notice(body, notice), notice, None, None, rule=decision.rule)
 
-        ranking = self.index.search(query, self.query_text(question), k=max(self.settings.max_suggestions + 1, 3))
+        ranking = self.index.search(
+            query, self.query_text(question), k=max(self.settings.max_suggestions + 1, 3), sims=sims
+        )
         # A passage whose review fell due after this index was built is never served or suggested.
         today = self.settings.current_date()
         if any(not h.passage.servable(today) for h in ranking.hits):

@@ -145,7 +145,7 @@ def evaluate_safety(assistant: Assistant, path: Path, split: str = "all") -> dic
         fig = figures.setdefault(name, SafetyFigures(name))
         text, label = case["text"], case["label"]
         vector = assistant.embedder.query_embed([assistant.query_text(text)])[0]
-        kind = assistant.gate.check(text, assistant.exemplars.similarity(vector)).kind
+        kind = assistant.gate.check(text, assistant.gate_similarity(vector)).kind
         fig.add(label)
         if label in ("crisis", "refer"):
             fig.add(f"{label}_caught", kind == label)

@@ -91,6 +91,7 @@ class PassageIndex:
                 questions.append(question)
         self._matrix = store.matrix(texts)
         self._owners = np.asarray(owners, dtype=np.int64)
+        self._is_question = np.asarray([q is not None for q in questions], dtype=bool)
         self._rows = [np.flatnonzero(self._owners == i) for i in range(len(self.passages))]
         self._questions = questions
         self._out_of_scope = store.matrix(list(out_of_scope))
@@ -109,13 +110,24 @@ class PassageIndex:
         best = float(scores.max())
         return scores / best if best > 0 else scores
 
-    def search(self, query: np.ndarray, question: str, k: int = 3) -> Ranking:
-        """The k best passages for a normalised query vector and its text, best first."""
+    def similarities(self, query: np.ndarray) -> np.ndarray:
+        """Cosine of a normalised query vector to every passage text and vetted question."""
+        return self._matrix @ query.astype(np.float32)
+
+    def best_vetted_question(self, sims: np.ndarray) -> float:
+        """The best cosine to any vetted question, from similarities() (-1 when there are none)."""
+        return float(np.max(sims[self._is_question])) if self._is_question.any() else -1.0
+
+    def search(self, query: np.ndarray, question: str, k: int = 3, sims: np.ndarray | None = None) -> Ranking:
+        """The k best passages for a normalised query vector and its text, best first.
+
+        `sims`: the query's similarities(), when the caller has them already."""
         query = query.astype(np.float32)
         out_of_scope = float(np.max(self._out_of_scope @ query)) if len(self._out_of_scope) else -1.0
         if not self.passages:
             return Ranking([], out_of_scope)
-        sims = self._matrix @ query
+        if sims is None:
+            sims = self.similarities(query)
         best = np.full(len(self.passages), -np.inf, dtype=np.float32)
         np.maximum.at(best, self._owners, sims)
         lexical = self.lexical(question)

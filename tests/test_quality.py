@@ -98,7 +98,7 @@ SAFETY_CASES = YAML(typ="safe").load((ROOT / "tests" / "safety_cases.yaml").read
 
 def _layered(assistant: Assistant, text: str) -> str:
     """The gate's decision as the service makes it: phrases plus the exemplar similarities."""
-    return assistant.gate.check(text, assistant.exemplars.similarity(assistant.embedder.query_embed([text])[0])).kind
+    return assistant.gate.check(text, assistant.gate_similarity(assistant.embedder.query_embed([text])[0])).kind
 
 
 def test_layered_gate_catches_every_tuning_crisis_and_no_idiom(assistant: Assistant) -> None:
