@@ -20,7 +20,7 @@ from app import store as vector_store
 from app.config import Settings
 from app.embedder import Embedder, resolve_model_path
 from app.knowledge import Knowledge, Passage
-from app.retrieval import ExemplarIndex, Hit, PassageIndex, Ranking
+from app.retrieval import Discriminant, ExemplarIndex, Hit, PassageIndex, Ranking
 from app.safety import Resource, SafetyGate
 from app.spelling import SpellingCorrector, model_vocabulary
 
@@ -87,6 +87,19 @@ class Assistant:
         self.passages = knowledge.served(self.today)
         self.index = PassageIndex(self.passages, store, knowledge.out_of_scope, settings.lexical_weight)
         self.exemplars = ExemplarIndex(gate.exemplars, store)
+        self.crisis_discriminant = (
+            Discriminant(
+                store.matrix(gate.exemplars["crisis"]),
+                [
+                    *(store.matrix(gate.exemplars[g]) for g in ("refer", "benign") if gate.exemplars.get(g)),
+                    self.index.vetted_question_matrix,
+                    self.index.out_of_scope_matrix,
+                ],
+                gate.crisis.discriminant_quantile,
+            )
+            if gate.crisis.discriminant_quantile is not None and len(gate.exemplars.get("crisis", [])) >= 2
+            else None
+        )
         self.decline_text = knowledge.messages["no_match"].text
         self.speller = (
             SpellingCorrector(
@@ -95,6 +108,7 @@ class Assistant:
                     *gate.exemplars.get("benign", []),
                     *(q for p in self.passages for q in p.questions),
                     *knowledge.out_of_scope,
+                    *gate.vocabulary,
                 ],
                 model_vocabulary(resolve_model_path(settings.model)),
             )
@@ -113,6 +127,9 @@ class Assistant:
         similarity = self.exemplars.similarity(query)
         vetted = self.index.best_vetted_question(self.index.similarities(query) if sims is None else sims)
         similarity["benign"] = max(similarity.get("benign", -1.0), vetted)
+        if self.crisis_discriminant is not None:
+            similarity["crisis_discriminant"] = self.crisis_discriminant.score(query)
+            similarity["ordinary"] = max(similarity["benign"], self.index.best_out_of_scope(query))
         return similarity
 
     def query_text(self, question: str) -> str:

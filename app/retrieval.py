@@ -118,12 +118,24 @@ class PassageIndex:
         """The best cosine to any vetted question, from similarities() (-1 when there are none)."""
         return float(np.max(sims[self._is_question])) if self._is_question.any() else -1.0
 
+    def best_out_of_scope(self, query: np.ndarray) -> float:
+        """The best cosine to any known out-of-scope question (-1 when there are none)."""
+        return float(np.max(self._out_of_scope @ query.astype(np.float32))) if len(self._out_of_scope) else -1.0
+
+    @property
+    def vetted_question_matrix(self) -> np.ndarray:
+        return self._matrix[self._is_question]
+
+    @property
+    def out_of_scope_matrix(self) -> np.ndarray:
+        return self._out_of_scope
+
     def search(self, query: np.ndarray, question: str, k: int = 3, sims: np.ndarray | None = None) -> Ranking:
         """The k best passages for a normalised query vector and its text, best first.
 
         `sims`: the query's similarities(), when the caller has them already."""
         query = query.astype(np.float32)
-        out_of_scope = float(np.max(self._out_of_scope @ query)) if len(self._out_of_scope) else -1.0
+        out_of_scope = self.best_out_of_scope(query)
         if not self.passages:
             return Ranking([], out_of_scope)
         if sims is None:
@@ -152,3 +164,32 @@ class ExemplarIndex:
 
     def similarity(self, query: np.ndarray) -> dict[str, float]:
         return {name: float(np.max(matrix @ query)) for name, matrix in self._groups.items()}
+
+
+class Discriminant:
+    """Fisher's linear discriminant: one direction that best separates a group of texts (the crisis
+    exemplars) from every other known text (refer and benign exemplars, vetted and out-of-scope
+    questions), computed in closed form when the knowledge loads (~20 ms; nothing is stored).
+
+    Nearest-neighbour similarity asks "is this close to one crisis message?"; the discriminant asks
+    "which side of the line between crisis and ordinary text is it on?", so it also catches wording
+    that sits between many crisis messages without being close to any one of them.
+    `score()` is the projection minus the threshold: >= 0 when the query projects beyond the
+    `quantile` of the other texts (0.998: only 1 in 500 known ordinary texts is past the line)."""
+
+    def __init__(
+        self, group: np.ndarray, others: Sequence[np.ndarray], quantile: float, shrinkage: float = 0.03
+    ) -> None:
+        group64 = group.astype(np.float64)
+        others64 = np.vstack([m for m in others if len(m)]).astype(np.float64) if any(len(m) for m in others) else None
+        if len(group64) < 2 or others64 is None or len(others64) < 2:
+            raise ValueError("a discriminant needs at least two texts on each side")
+        within = (np.cov(group64.T) + np.cov(others64.T)) / 2
+        # Shrink the covariance towards a multiple of the identity: 384 dimensions, ~1,000 examples.
+        within += shrinkage * np.trace(within) / len(within) * np.eye(len(within))
+        direction = np.linalg.solve(within, group64.mean(0) - others64.mean(0))
+        self.threshold = float(np.quantile(others64 @ direction, quantile))
+        self.direction = direction.astype(np.float32)
+
+    def score(self, query: np.ndarray) -> float:
+        return float(query.astype(np.float32) @ self.direction) - self.threshold

@@ -6,7 +6,9 @@ Layered and explainable; nothing is generated:
 3. crisis phrases (exact, then fuzzy for misspellings) and crisis patterns;
 4. refer patterns (the patient's own medications, doses, eligibility, symptoms);
 5. semantic similarity of the question to curated crisis / refer exemplars, re-using the one
-   query embedding (computed by app.retrieval), as a safety net for phrasings no list has.
+   query embedding (computed by app.retrieval), as a safety net for phrasings no list has;
+   for crisis also a linear discriminant of that embedding (crisis exemplars against every
+   ordinary text), unless a figure of speech was found.
 The lexical layers alone catch every crisis case in tests/safety_cases.yaml, so safety never
 depends on the model. All lists and messages are data in knowledge/safety.yaml.
 """
@@ -92,6 +94,10 @@ class _Rules:
     phrase_set: frozenset[str] = frozenset()
     squeezed_set: frozenset[str] = frozenset()
     lengths: tuple[int, ...] = ()
+    # Fisher discriminant (crisis only): fires past the given quantile of ordinary texts' scores,
+    # when the best crisis exemplar also beats the best ordinary text by `discriminant_margin`.
+    discriminant_quantile: float | None = None
+    discriminant_margin: float = 0.0
 
 
 @dataclass
@@ -107,6 +113,9 @@ class SafetyGate:
     exemplars: dict[str, list[str]] = field(default_factory=dict)
     # Correctly spelt words (set by the service from the model's vocabulary); empty: always fuzzy.
     known_words: frozenset[str] = frozenset()
+    # The curated lists' and phrases' terms (medication names, conditions, crisis words): given to
+    # the query speller so it never "corrects" "seroquel" into "sequel" or "suiside" into "subside".
+    vocabulary: tuple[str, ...] = ()
 
     @classmethod
     def load(cls, path: Path) -> SafetyGate:
@@ -145,6 +154,8 @@ class SafetyGate:
         rule = self._lexical("crisis", self.crisis, text, squeezed, any(unknown), fuzzy=True)
         if rule or self._semantic(self.crisis, "crisis", similarity, strictness):
             return GateDecision("crisis", rule or "crisis.semantic")
+        if not idiomatic and self._discriminant(self.crisis, similarity):
+            return GateDecision("crisis", "crisis.discriminant")
         rule = self._lexical("refer", self.refer, text, squeezed, any(unknown), fuzzy=False)
         if rule or self._semantic(self.refer, "refer", similarity):
             return GateDecision("refer", rule or "refer.semantic")
@@ -155,7 +166,25 @@ class SafetyGate:
         if not similarity:
             return False
         score = similarity.get(kind, -1.0) - strictness
-        return score >= rules.semantic_threshold and score - similarity.get("benign", -1.0) >= rules.semantic_margin
+        # A question nearer a refer message than any crisis message ("should I skip my trazodone the
+        # night before?") is not a semantic crisis; a stated crisis is still caught by the lexical layers.
+        rival = similarity.get("refer", -1.0) if kind == "crisis" else -1.0
+        return (
+            score >= rules.semantic_threshold
+            and score - similarity.get("benign", -1.0) >= rules.semantic_margin
+            and score > rival
+        )
+
+    @staticmethod
+    def _discriminant(rules: _Rules, similarity: Mapping[str, float] | None) -> bool:
+        """Past the crisis discriminant's line, and nearer a crisis exemplar than any ordinary text."""
+        if not similarity or rules.discriminant_quantile is None or "crisis_discriminant" not in similarity:
+            return False
+        nearest_ordinary = similarity.get("ordinary", similarity.get("benign", -1.0))
+        return (
+            similarity["crisis_discriminant"] >= 0
+            and similarity.get("crisis", -1.0) - nearest_ordinary >= rules.discriminant_margin
+        )
 
     def _lexical(self, kind: str, rules: _Rules, text: str, squeezed: str, misspelt: bool, fuzzy: bool) -> str | None:
         # Every phrase is a run of whole words: look up the question's word n-grams in a set, as
@@ -251,6 +280,13 @@ def _parse(path: Path, raw: Any) -> SafetyGate:
             entry, "patterns", strings(entry, "patterns", value.get("patterns"), False), substitutions
         )
         semantic = value.get("semantic") or {}
+        discriminant = value.get("discriminant")
+        if discriminant is not None and (
+            not isinstance(discriminant, dict)
+            or not isinstance(discriminant.get("quantile"), float)
+            or not 0.5 <= discriminant["quantile"] < 1
+        ):
+            raise fail(entry, "discriminant", "must be {quantile: 0.5–0.999…, margin: number}")
         fuzzy: dict[int, list[str]] = {}
         squeezed = tuple(squeeze(p) for p in phrases)
         for phrase in squeezed:
@@ -265,6 +301,8 @@ def _parse(path: Path, raw: Any) -> SafetyGate:
             frozenset(phrases),
             frozenset(squeezed),
             tuple(sorted({len(p.split()) for p in phrases})),
+            float(discriminant["quantile"]) if discriminant else None,
+            float(discriminant.get("margin", 0.0)) if discriminant else 0.0,
         )
 
     crisis, refer = section("crisis"), section("refer")
@@ -301,6 +339,10 @@ def _parse(path: Path, raw: Any) -> SafetyGate:
         refer=rules("refer", refer, substitutions),
         fuzzy_threshold=float(raw.get("fuzzy_threshold", 90)),
         exemplars=exemplars,
+        vocabulary=(
+            *(v for values in lists.values() for v in strings("lists", "", values)),
+            *(p for section_ in (crisis, refer) for p in strings("", "", section_.get("phrases"))),
+        ),
     )
 
 

@@ -10,6 +10,7 @@ is always a vetted passage, and the safety gate reads the original question.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
@@ -67,7 +68,9 @@ ABBREVIATIONS = {
     "theres": "there is",
     "youre": "you are",
 }
-WORD = re.compile(r"[A-Za-z][A-Za-z']*|\S")
+# A word (look-alike characters inside it kept: "k!ll", "su1cide"), a number ("220/130", "2.5"),
+# or any other single character.
+WORD = re.compile(r"[A-Za-z](?:[A-Za-z']|[!1@$0-9](?=[A-Za-z]))*|\d+(?:[.,/:]\d+)*|\S")
 
 
 def model_vocabulary(model_path: Path) -> frozenset[str]:
@@ -82,7 +85,9 @@ def model_vocabulary(model_path: Path) -> frozenset[str]:
 
 class SpellingCorrector:
     def __init__(self, known_texts: Iterable[str], dictionary: frozenset[str], min_score: float = 80.0) -> None:
-        knowledge_words = {w.lower() for t in known_texts for w in re.findall(r"[A-Za-z]{3,}", t)}
+        counts = Counter(w.lower() for t in known_texts for w in re.findall(r"[A-Za-z]{3,}", t))
+        knowledge_words = set(counts)
+        self._frequency = counts
         self.known = frozenset(knowledge_words) | dictionary
         # Candidates: the knowledge base's words and English words of 4+ letters.
         self.candidates = sorted(knowledge_words | {w for w in dictionary if len(w) >= 4})
@@ -97,8 +102,12 @@ class SpellingCorrector:
             return word
         # Same first letter: typos rarely hit it, and "vending" must not become "ending".
         candidates = [c for c in self.candidates if c[0] == lower[0]]
-        match = process.extractOne(lower, candidates, scorer=fuzz.ratio, score_cutoff=self.min_score)
-        return match[0] if match else word
+        matches = process.extract(lower, candidates, scorer=fuzz.ratio, score_cutoff=self.min_score, limit=8)
+        if not matches:
+            return word
+        # Equally close candidates ("suiside": "subside", "suicide"): the one the knowledge uses most.
+        best = max(matches, key=lambda m: (m[1], self._frequency.get(m[0], 0)))
+        return str(best[0])
 
     def correct(self, question: str) -> str:
         return " ".join(self._correct_word(token) for token in WORD.findall(question.replace("’", "'")))

@@ -1,10 +1,11 @@
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from app import knowledge, store
 from app.embedder import FakeEmbedder
-from app.retrieval import ExemplarIndex, PassageIndex, lexical_tokens
+from app.retrieval import Discriminant, ExemplarIndex, PassageIndex, lexical_tokens
 from tests.conftest import TODAY
 
 
@@ -52,3 +53,29 @@ def test_exemplar_similarity_is_the_best_cosine_per_group() -> None:
     exemplars = ExemplarIndex({"crisis": [texts[0]], "benign": [texts[1]]}, built)
     sims = exemplars.similarity(embedder.query_embed(["i want to die"])[0])
     assert np.isclose(sims["crisis"], 1.0) and sims["benign"] < 0.5
+
+
+def _cloud(rng: np.random.Generator, centre: np.ndarray, n: int) -> np.ndarray:
+    points = centre + 0.35 * rng.standard_normal((n, len(centre)))
+    return (points / np.linalg.norm(points, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_discriminant_separates_a_group_and_keeps_its_false_alarm_budget() -> None:
+    rng = np.random.default_rng(7)
+    dim = 32
+    crisis_centre, ordinary_centre = np.eye(dim)[0], np.eye(dim)[1]
+    crisis, ordinary = _cloud(rng, crisis_centre, 300), _cloud(rng, ordinary_centre, 1000)
+    line = Discriminant(crisis, [ordinary[:600], ordinary[600:]], quantile=0.99)
+    # At most 1 % of the texts it was told are ordinary fall past the line …
+    assert np.mean([line.score(v) >= 0 for v in ordinary]) <= 0.011
+    # … and new texts like the group mostly do, new ordinary ones mostly do not.
+    assert np.mean([line.score(v) >= 0 for v in _cloud(rng, crisis_centre, 200)]) >= 0.9
+    assert np.mean([line.score(v) >= 0 for v in _cloud(rng, ordinary_centre, 200)]) <= 0.05
+
+
+def test_discriminant_needs_texts_on_both_sides() -> None:
+    one = np.ones((1, 4), dtype=np.float32)
+    with pytest.raises(ValueError, match="two texts on each side"):
+        Discriminant(one, [np.ones((5, 4), dtype=np.float32)], 0.99)
+    with pytest.raises(ValueError, match="two texts on each side"):
+        Discriminant(np.ones((5, 4), dtype=np.float32), [np.empty((0, 4), dtype=np.float32)], 0.99)

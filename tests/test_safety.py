@@ -132,6 +132,13 @@ def test_personal_medical_questions_are_referred(text: str) -> None:
         "my brother sent a goodbye text and isn't picking up",
         "im sorry for everything, goodbye",
         "sorry for being such a burden to everyone",
+        "I took my whole month of sertraline about twenty minutes ago.",
+        "I've chosen a date to die",
+        "what time do you close? i want answers before i go through with my plan tonight",
+        "this is my last week alive",
+        "i carved words into my arm last night",
+        "do you have weekend slots? doesn't matter, I have enough oxy saved for saturday",
+        "no need to send the reminder, I won't be here",
     ],
 )
 def test_warning_signs_without_the_obvious_words_are_crisis(text: str) -> None:
@@ -164,6 +171,29 @@ def test_semantic_layer_fires_only_above_threshold_and_margin() -> None:
     assert GATE.check(quiet, {"crisis": 0.95, "refer": 0.0, "benign": 0.2}).rule == "crisis.semantic"
     assert GATE.check(quiet, {"crisis": 0.95, "refer": 0.0, "benign": 0.93}).kind == "pass"
     assert GATE.check(quiet, {"crisis": 0.10, "refer": 0.90, "benign": 0.2}).rule == "refer.semantic"
+
+
+def test_a_question_nearer_a_refer_message_is_no_semantic_crisis() -> None:
+    quiet = "should i skip my evening pill"
+    assert GATE.check(quiet, {"crisis": 0.70, "refer": 0.75, "benign": 0.4}).kind == "refer"
+    assert GATE.check(quiet, {"crisis": 0.70, "refer": 0.60, "benign": 0.4}).rule == "crisis.semantic"
+
+
+def test_discriminant_layer_fires_past_its_line_unless_an_ordinary_text_is_nearer() -> None:
+    quiet = "tomorrow i will be free of all this"
+    below = {"crisis": 0.48, "refer": 0.3, "benign": 0.44}  # too close to benign for the semantic layer
+    assert GATE.check(quiet, below).kind == "pass"
+    past = {**below, "crisis_discriminant": 0.2, "ordinary": 0.44}
+    assert GATE.check(quiet, past).rule == "crisis.discriminant"
+    assert GATE.check(quiet, {**past, "crisis_discriminant": -0.01}).kind == "pass"
+    assert GATE.check(quiet, {**past, "ordinary": 0.50}).kind == "pass"  # nearer an out-of-scope question
+    # A recognised figure of speech switches the layer off.
+    assert GATE.check("the wait is killing me, " + quiet, past).kind == "pass"
+
+
+def test_the_speller_is_given_the_curated_terms() -> None:
+    for term in ("seroquel", "lamotrigine", "suicide", "unalive", "cirrhosis"):
+        assert any(term in entry for entry in GATE.vocabulary), term
 
 
 def test_crisis_reply_lists_every_line_and_the_clinic_only_when_configured() -> None:

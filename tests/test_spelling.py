@@ -20,3 +20,15 @@ def test_real_words_are_left_alone() -> None:
 
 def test_typographic_apostrophes_and_punctuation_survive() -> None:
     assert corrector().correct("I’m dizzy?") == "I'm dizzy ?"
+
+
+def test_numbers_and_look_alike_letters_stay_whole() -> None:
+    # "220/130" used to reach the model as "2 2 0 / 1 3 0", and "k!ll" as "ketamine ! ll".
+    assert corrector().correct("bp 220/130 after 2.5 mg") == "bp 220/130 after 2.5 mg"
+    assert corrector().correct("gonna k!ll myself") == "going to k!ll myself"
+
+
+def test_equally_close_words_go_to_the_one_the_knowledge_uses_most() -> None:
+    # "suiside" is one letter from "subside" and from "suicide": the knowledge base's own word wins.
+    speller = SpellingCorrector(["the effects subside", "suicide", "suicide prevention", "suicide"], frozenset())
+    assert speller.correct("suiside") == "suicide"
