@@ -70,6 +70,11 @@ def index_entries(knowledge: Knowledge, gate: SafetyGate, today: date) -> list[v
     return entries
 
 
+# A line through 384 dimensions needs hundreds of labelled crisis messages to mean anything: below
+# this many (a knowledge base without safety_examples.yaml) the discriminant layer is off.
+DISCRIMINANT_MIN_EXAMPLES = 300
+
+
 class Assistant:
     def __init__(
         self,
@@ -97,7 +102,8 @@ class Assistant:
                 ],
                 gate.crisis.discriminant_quantile,
             )
-            if gate.crisis.discriminant_quantile is not None and len(gate.exemplars.get("crisis", [])) >= 2
+            if gate.crisis.discriminant_quantile is not None
+            and len(gate.exemplars.get("crisis", [])) >= DISCRIMINANT_MIN_EXAMPLES
             else None
         )
         self.decline_text = knowledge.messages["no_match"].text

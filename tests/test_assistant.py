@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from app.assistant import Assistant
+from app.assistant import DISCRIMINANT_MIN_EXAMPLES, Assistant
 from app.config import Settings
 from app.embedder import FakeEmbedder
 
@@ -27,3 +27,18 @@ def test_starters_are_vetted_questions(settings: Settings, knowledge_dir: Path) 
     starters = assistant.starters()
     vetted = {q for p in assistant.passages for q in p.questions}
     assert starters and all(s.question in vetted for s in starters)
+
+
+def test_crisis_discriminant_is_off_without_enough_labelled_messages(settings: Settings) -> None:
+    # The fixture knowledge has only safety.yaml's hand-written exemplars: a line fitted to a few
+    # dozen messages sent "my phone is 555-123-4567; what about … tea?" to the crisis reply.
+    assistant = Assistant.load(settings, FakeEmbedder())
+    assert len(assistant.gate.exemplars["crisis"]) < DISCRIMINANT_MIN_EXAMPLES
+    assert assistant.crisis_discriminant is None
+    assert "crisis_discriminant" not in assistant.gate_similarity(assistant.embedder.query_embed(["hello"])[0])
+
+
+def test_crisis_discriminant_is_on_with_the_shipped_messages(shipped_settings: Settings) -> None:
+    assistant = Assistant.load(shipped_settings, FakeEmbedder())
+    assert assistant.crisis_discriminant is not None
+    assert "crisis_discriminant" in assistant.gate_similarity(assistant.embedder.query_embed(["hello"])[0])
