@@ -16,7 +16,9 @@ from app.assistant import Assistant
 
 # CI gates on the held-out split, a little below the measured figures (docs/answer-quality.md),
 # so a regression fails the build.
-GATES = {"top1": 0.88, "off_topic_declined": 0.95, "uncovered_declined": 0.87}
+# A little below the held-out figures (docs/answer-quality.md). The held-out split (v5) has only 23
+# off-topic questions, one of them 4.3 points: its gate sits one question below the measured 95.7 %.
+GATES = {"top1": 0.88, "off_topic_declined": 0.91, "uncovered_declined": 0.87}
 
 
 @dataclass(frozen=True)

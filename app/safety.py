@@ -32,6 +32,9 @@ Kind = Literal["crisis", "refer", "pass"]
 # Labelled patient messages used as more exemplars for the semantic layer (docs/safety.md).
 EXAMPLES_FILE = "safety_examples.yaml"
 IDIOM_STRICTNESS = 0.25
+# A linear score is wild on texts with almost no words ("....." scored as a crisis); the phrase
+# lists cover the short crisis messages ("kms", "want to die").
+DISCRIMINANT_MIN_WORDS = 3
 
 LOOKALIKES = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "@": "a", "$": "s"})
 APOSTROPHES = re.compile(r"[\u2019\u2018\u02bc`´']")
@@ -42,8 +45,9 @@ def normalise(text: str) -> str:
     text = unicodedata.normalize("NFKD", text)
     text = "".join(c for c in text if not unicodedata.combining(c)).lower()
     text = APOSTROPHES.sub("", text)
-    # "!" or "|" between letters stands for an i ("k!ll", "su|cide").
-    text = re.sub(r"(?<=[a-z])[!|](?=[a-z])", "i", text)
+    # "!" or "|" between letters stands for an i ("k!ll", "su|cide"), and so does a censoring "*"
+    # ("k*ll", "su*cide": the vowel most often starred in these words).
+    text = re.sub(r"(?<=[a-z])[!|*](?=[a-z])", "i", text)
     # Digits inside words are look-alike letters ("k1ll", "d1e"); stand-alone numbers stay.
     text = re.sub(
         r"[a-z]*[0-9@$][a-z0-9@$]*",
@@ -154,7 +158,7 @@ class SafetyGate:
         rule = self._lexical("crisis", self.crisis, text, squeezed, any(unknown), fuzzy=True)
         if rule or self._semantic(self.crisis, "crisis", similarity, strictness):
             return GateDecision("crisis", rule or "crisis.semantic")
-        if not idiomatic and self._discriminant(self.crisis, similarity):
+        if not idiomatic and len(words) >= DISCRIMINANT_MIN_WORDS and self._discriminant(self.crisis, similarity):
             return GateDecision("crisis", "crisis.discriminant")
         rule = self._lexical("refer", self.refer, text, squeezed, any(unknown), fuzzy=False)
         if rule or self._semantic(self.refer, "refer", similarity):
@@ -256,12 +260,14 @@ def _parse(path: Path, raw: Any) -> SafetyGate:
                 raise fail(entry, name, f"must be a date like 2027-05-31, not {when!r}")
         return SafetyMessage(text.strip(), by, on, due)  # type: ignore[arg-type]
 
-    def strings(entry: str, name: str, value: Any, required: bool = True) -> list[str]:
+    def strings(entry: str, name: str, value: Any, required: bool = True, strip: bool = True) -> list[str]:
+        """The list's texts. Regular expressions keep their spaces: a leading " " is what anchors
+        a pattern at the start of a word (the normalised text starts and ends with a space)."""
         if value is None and not required:
             return []
         if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
             raise fail(entry, name, "must be a list of text")
-        return [v.strip() for v in value]
+        return [v.strip() if strip else v for v in value]
 
     def compile_all(entry: str, name: str, values: Iterable[str], substitutions: Mapping[str, str]) -> tuple:
         compiled = []
@@ -277,7 +283,7 @@ def _parse(path: Path, raw: Any) -> SafetyGate:
     def rules(entry: str, value: dict[str, Any], substitutions: Mapping[str, str]) -> _Rules:
         phrases = tuple(normalise(p).strip() for p in strings(entry, "phrases", value.get("phrases")))
         patterns = compile_all(
-            entry, "patterns", strings(entry, "patterns", value.get("patterns"), False), substitutions
+            entry, "patterns", strings(entry, "patterns", value.get("patterns"), False, strip=False), substitutions
         )
         semantic = value.get("semantic") or {}
         discriminant = value.get("discriminant")
@@ -328,7 +334,7 @@ def _parse(path: Path, raw: Any) -> SafetyGate:
         for name in ("crisis", "refer", "benign")
         if isinstance(raw.get(name), dict) and raw[name].get("exemplars") is not None
     }
-    idioms = compile_all("idioms", "", strings("idioms", "", raw.get("idioms")), substitutions)
+    idioms = compile_all("idioms", "", strings("idioms", "", raw.get("idioms"), strip=False), substitutions)
     return SafetyGate(
         crisis_message=message("crisis", crisis),
         clinic_line=clinic_line,

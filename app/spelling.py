@@ -70,7 +70,10 @@ ABBREVIATIONS = {
 }
 # A word (look-alike characters inside it kept: "k!ll", "su1cide"), a number ("220/130", "2.5"),
 # or any other single character.
-WORD = re.compile(r"[A-Za-z](?:[A-Za-z']|[!1@$0-9](?=[A-Za-z]))*|\d+(?:[.,/:]\d+)*|\S")
+# Hyphenated words stay whole too ("k-hole", "follow-up").
+WORD = re.compile(r"[A-Za-z](?:[A-Za-z']|[!1@$0-9-](?=[A-Za-z]))*|\d+(?:[.,/:]\d+)*|\S")
+# Slang the abbreviation table would break: "k hole" is not "ketamine hole".
+SLANG = ((re.compile(r"\bk[ -]?holes?\b", re.IGNORECASE), "k-hole"),)
 
 
 def model_vocabulary(model_path: Path) -> frozenset[str]:
@@ -110,4 +113,7 @@ class SpellingCorrector:
         return str(best[0])
 
     def correct(self, question: str) -> str:
-        return " ".join(self._correct_word(token) for token in WORD.findall(question.replace("’", "'")))
+        text = question.replace("’", "'")
+        for pattern, replacement in SLANG:
+            text = pattern.sub(replacement, text)
+        return " ".join(self._correct_word(token) for token in WORD.findall(text))

@@ -94,6 +94,12 @@ def test_normalisation_catches_case_unicode_repeats_misspellings_and_slang(text:
         "I'm dying for a coffee, can I have one before?",
         "do I have to jump through hoops to get a referral letter?",
         "I'm deadly serious, will I really hallucinate?",
+        # A pattern's leading space anchors it at a word start: "english is" once read as "sh is".
+        "I am from Brazil, my english is not so good. For which sickness of the mind is this treatment?",
+        "does the dose change how it feels",
+        "my cousin says ketamine is a party drug but my psychiatrist brought it up, what is it actually?",
+        "this traffic makes me want to die lol, running 10 min late",
+        "I read ketamine can lower suicidal thoughts within hours. Is that true?",
     ],
 )
 def test_figures_of_speech_and_treatment_questions_pass(text: str) -> None:
@@ -189,6 +195,8 @@ def test_discriminant_layer_fires_past_its_line_unless_an_ordinary_text_is_neare
     assert GATE.check(quiet, {**past, "ordinary": 0.50}).kind == "pass"  # nearer an out-of-scope question
     # A recognised figure of speech switches the layer off.
     assert GATE.check("the wait is killing me, " + quiet, past).kind == "pass"
+    # Too few words for a linear score to mean anything ("....." once scored as a crisis).
+    assert GATE.check("free now", past).kind == "pass"
 
 
 def test_the_speller_is_given_the_curated_terms() -> None:

@@ -32,3 +32,9 @@ def test_equally_close_words_go_to_the_one_the_knowledge_uses_most() -> None:
     # "suiside" is one letter from "subside" and from "suicide": the knowledge base's own word wins.
     speller = SpellingCorrector(["the effects subside", "suicide", "suicide prevention", "suicide"], frozenset())
     assert speller.correct("suiside") == "suicide"
+
+
+def test_hyphenated_words_and_k_hole_stay_whole() -> None:
+    assert corrector().correct("k hole?") == "k-hole ?"
+    assert corrector().correct("is the k-hole real") == "is the k-hole real"
+    assert corrector().correct("k is safe?") == "ketamine is safe ?"
