@@ -30,6 +30,8 @@ TOKENIZER_FILE = "tokenizer.json"
 # The exported graph changes when this does (inputs, opset, …): old exports are refused.
 EXPORT_FORMAT = 1
 OPSET = 17
+# How long an idle intra-op pool thread spins before it sleeps, inside one run (see OnnxEmbedder).
+SPIN_US = 100
 
 
 def _fingerprint(path: Path) -> str:
@@ -140,9 +142,16 @@ class OnnxEmbedder:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Idle pool threads sleep instead of spinning: the event loop needs those cycles between
-        # batches (2 cores: one loop, one encoder).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # Pool threads spin briefly between an encode's parallel sections, then sleep. With spinning
+        # off, the second thread slept after every matmul / attention / layer norm and paid a wake-up
+        # for the next: a lone question took 3.2-3.5 ms instead of 2.1-2.5 (2 cores, quiet). ORT's
+        # default spin never stops between runs (it burnt a whole core while the encoder was idle,
+        # the core the event loop needs), so the spin is capped inside a run (SPIN_US: a preempted
+        # partner costs the spinner at most that) and ends when the run returns
+        # (force_spinning_stop). Measurements: docs/benchmarks.md, Design.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1")
+        options.add_session_config_entry("session.intra_op.spin_duration_us", str(SPIN_US))
+        options.add_session_config_entry("session.force_spinning_stop", "1")
         self._session = ort.InferenceSession(
             str(directory / MODEL_FILE), sess_options=options, providers=["CPUExecutionProvider"]
         )
