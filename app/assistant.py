@@ -94,9 +94,9 @@ class Assistant:
         self.exemplars = ExemplarIndex(gate.exemplars, store)
         self.crisis_discriminant = (
             Discriminant(
-                store.matrix(gate.exemplars["crisis"]),
+                self.exemplars.group("crisis"),
                 [
-                    *(store.matrix(gate.exemplars[g]) for g in ("refer", "benign") if gate.exemplars.get(g)),
+                    *(self.exemplars.group(g) for g in ("refer", "benign") if gate.exemplars.get(g)),
                     self.index.vetted_question_matrix,
                     self.index.out_of_scope_matrix,
                 ],

@@ -160,15 +160,17 @@ class ExemplarIndex:
     """Best cosine of a query to each curated exemplar set (crisis, refer, benign…)."""
 
     def __init__(self, exemplars: Mapping[str, Sequence[str]], store: VectorStore) -> None:
-        self._groups = {name: store.matrix(list(texts)) for name, texts in exemplars.items() if texts}
+        groups = {name: list(texts) for name, texts in exemplars.items() if texts}
         # One product for all groups, then the best per group (~3,900 rows: 125 µs instead of 330).
-        self._names = list(self._groups)
-        self._stacked = (
-            np.ascontiguousarray(np.vstack(list(self._groups.values())), dtype=np.float32)
-            if self._groups
-            else np.zeros((0, 0), dtype=np.float32)
-        )
-        self._starts = np.cumsum([0] + [len(m) for m in self._groups.values()])[:-1]
+        self._names = list(groups)
+        self._stacked = store.matrix([t for texts in groups.values() for t in texts])
+        bounds = np.cumsum([0] + [len(texts) for texts in groups.values()])
+        self._starts = bounds[:-1]
+        self._groups = {name: self._stacked[a:b] for name, a, b in zip(self._names, bounds[:-1], bounds[1:], strict=True)}
+
+    def group(self, name: str) -> np.ndarray:
+        """The vectors of one exemplar group (a view: no copy)."""
+        return self._groups[name]
 
     def similarity(self, query: np.ndarray) -> dict[str, float]:
         if not self._names:
@@ -192,16 +194,27 @@ class Discriminant:
     def __init__(
         self, group: np.ndarray, others: Sequence[np.ndarray], quantile: float, shrinkage: float = 0.03
     ) -> None:
-        group64 = group.astype(np.float64)
-        others64 = np.vstack([m for m in others if len(m)]).astype(np.float64) if any(len(m) for m in others) else None
-        if len(group64) < 2 or others64 is None or len(others64) < 2:
+        others = [m for m in others if len(m)]
+        if len(group) < 2 or sum(len(m) for m in others) < 2:
             raise ValueError("a discriminant needs at least two texts on each side")
-        within = (np.cov(group64.T) + np.cov(others64.T)) / 2
+        # Means and scatter accumulated matrix by matrix (no float64 copy of ~6,000 vectors: the
+        # copies once added ~40 MB to the service's peak memory).
+        group_mean, group_scatter = _moments([group])
+        others_mean, others_scatter = _moments(others)
+        within = (group_scatter / (len(group) - 1) + others_scatter / (sum(len(m) for m in others) - 1)) / 2
         # Shrink the covariance towards a multiple of the identity: 384 dimensions, ~1,000 examples.
         within += shrinkage * np.trace(within) / len(within) * np.eye(len(within))
-        direction = np.linalg.solve(within, group64.mean(0) - others64.mean(0))
-        self.threshold = float(np.quantile(others64 @ direction, quantile))
-        self.direction = direction.astype(np.float32)
+        direction = np.linalg.solve(within, group_mean - others_mean).astype(np.float32)
+        self.threshold = float(np.quantile(np.concatenate([m @ direction for m in others]), quantile))
+        self.direction = direction
 
     def score(self, query: np.ndarray) -> float:
         return float(query.astype(np.float32) @ self.direction) - self.threshold
+
+
+def _moments(matrices: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (float64) and scatter matrix sum((x - mean)(x - mean)^T) of the rows of all matrices."""
+    count = sum(len(m) for m in matrices)
+    mean = sum(m.sum(axis=0, dtype=np.float64) for m in matrices) / count
+    scatter = sum((m.T @ m).astype(np.float64) for m in matrices) - count * np.outer(mean, mean)
+    return mean, scatter

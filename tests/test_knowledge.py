@@ -171,3 +171,11 @@ def test_out_of_scope_question_that_is_also_vetted_is_reported(knowledge_dir: Pa
         "questions",
     )
     assert "'driving'" in problem.problem
+
+
+def test_knowledge_is_parsed_by_libyaml() -> None:
+    # Pure-Python parsing of the knowledge files was most of the service's start-up (~1.5 s of ~2 s
+    # on the ONNX path); ruamel.yaml.clib must stay installed.
+    from ruamel.yaml import YAML
+
+    assert "clib" in YAML(typ="safe").Parser.__module__
