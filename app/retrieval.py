@@ -166,7 +166,9 @@ class ExemplarIndex:
         self._stacked = store.matrix([t for texts in groups.values() for t in texts])
         bounds = np.cumsum([0] + [len(texts) for texts in groups.values()])
         self._starts = bounds[:-1]
-        self._groups = {name: self._stacked[a:b] for name, a, b in zip(self._names, bounds[:-1], bounds[1:], strict=True)}
+        self._groups = {
+            name: self._stacked[a:b] for name, a, b in zip(self._names, bounds[:-1], bounds[1:], strict=True)
+        }
 
     def group(self, name: str) -> np.ndarray:
         """The vectors of one exemplar group (a view: no copy)."""
