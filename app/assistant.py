@@ -124,7 +124,9 @@ class Assistant:
         if self.speller:
             gate.known_words = self.speller.known
 
-    def gate_similarity(self, query: np.ndarray, sims: np.ndarray | None = None) -> dict[str, float]:
+    def gate_similarity(
+        self, query: np.ndarray, sims: np.ndarray | None = None, out_of_scope: float | None = None
+    ) -> dict[str, float]:
         """Best cosine of the query to each exemplar group, for the gate's semantic layer.
 
         Every vetted question is benign by definition (a question near one of them is not referred
@@ -135,7 +137,9 @@ class Assistant:
         similarity["benign"] = max(similarity.get("benign", -1.0), vetted)
         if self.crisis_discriminant is not None:
             similarity["crisis_discriminant"] = self.crisis_discriminant.score(query)
-            similarity["ordinary"] = max(similarity["benign"], self.index.best_out_of_scope(query))
+            if out_of_scope is None:
+                out_of_scope = self.index.best_out_of_scope(query)
+            similarity["ordinary"] = max(similarity["benign"], out_of_scope)
         return similarity
 
     def query_text(self, question: str) -> str:
@@ -158,8 +162,10 @@ class Assistant:
     def reply(self, question: str, query: np.ndarray) -> Reply:
         """The reply to a trimmed question whose query vector was already computed (batching)."""
         notice = self.settings.notice
+        # Computed once per question, read by both the gate and retrieval.
         sims = self.index.similarities(query)
-        decision = self.gate.check(question, self.gate_similarity(query, sims))
+        out_of_scope = self.index.best_out_of_scope(query)
+        decision = self.gate.check(question, self.gate_similarity(query, sims, out_of_scope))
         if decision.kind == "crisis":
             body, resources = self.gate.crisis_reply(self.settings.clinic_name, self.settings.clinic_phone)
             return Reply(
@@ -177,7 +183,11 @@ class Assistant:
             return Reply(_new_id(), "refer", with_notice(body, notice), notice, None, None, rule=decision.rule)
 
         ranking = self.index.search(
-            query, self.query_text(question), k=max(self.settings.max_suggestions + 1, 3), sims=sims
+            query,
+            self.query_text(question),
+            k=max(self.settings.max_suggestions + 1, 3),
+            sims=sims,
+            out_of_scope=out_of_scope,
         )
         # A passage whose review fell due after this index was built is never served or suggested.
         today = self.settings.current_date()

@@ -130,12 +130,21 @@ class PassageIndex:
     def out_of_scope_matrix(self) -> np.ndarray:
         return self._out_of_scope
 
-    def search(self, query: np.ndarray, question: str, k: int = 3, sims: np.ndarray | None = None) -> Ranking:
+    def search(
+        self,
+        query: np.ndarray,
+        question: str,
+        k: int = 3,
+        sims: np.ndarray | None = None,
+        out_of_scope: float | None = None,
+    ) -> Ranking:
         """The k best passages for a normalised query vector and its text, best first.
 
-        `sims`: the query's similarities(), when the caller has them already."""
+        `sims`, `out_of_scope`: the query's similarities() and best_out_of_scope(), when the caller
+        has them already."""
         query = query.astype(np.float32)
-        out_of_scope = self.best_out_of_scope(query)
+        if out_of_scope is None:
+            out_of_scope = self.best_out_of_scope(query)
         if not self.passages:
             return Ranking([], out_of_scope)
         if sims is None:

@@ -68,9 +68,8 @@ ABBREVIATIONS = {
     "theres": "there is",
     "youre": "you are",
 }
-# A word (look-alike characters inside it kept: "k!ll", "su1cide"), a number ("220/130", "2.5"),
-# or any other single character.
-# Hyphenated words stay whole too ("k-hole", "follow-up").
+# A word (look-alike characters and hyphens inside it kept: "k!ll", "su1cide", "k-hole"), a number
+# ("220/130", "2.5"), or any other single character.
 WORD = re.compile(r"[A-Za-z](?:[A-Za-z']|[!1@$0-9-](?=[A-Za-z]))*|\d+(?:[.,/:]\d+)*|\S")
 # Slang the abbreviation table would break: "k hole" is not "ketamine hole".
 SLANG = ((re.compile(r"\bk[ -]?holes?\b", re.IGNORECASE), "k-hole"),)
