@@ -21,7 +21,7 @@ from app.config import Settings
 from app.embedder import Embedder, resolve_model_path
 from app.knowledge import Knowledge, Passage
 from app.retrieval import Discriminant, ExemplarIndex, Hit, PassageIndex, Ranking
-from app.safety import Resource, SafetyGate
+from app.safety import GateDecision, Resource, SafetyGate, sentences
 from app.spelling import SpellingCorrector, model_vocabulary
 
 log = logging.getLogger(__name__)
@@ -106,6 +106,10 @@ class Assistant:
             and len(gate.exemplars.get("crisis", [])) >= DISCRIMINANT_MIN_EXAMPLES
             else None
         )
+        # A crisis exemplar of several sentences ("do i need a driver? not that it matters, this is my
+        # last try") also holds ordinary ones: a single sentence is compared only with the crisis
+        # exemplars that are one sentence, or "so do you require a driver?" would look like a crisis.
+        self._one_sentence_crisis = np.asarray([not sentences(t) for t in gate.exemplars.get("crisis", [])], dtype=bool)
         self.decline_text = knowledge.messages["no_match"].text
         self.speller = (
             SpellingCorrector(
@@ -146,6 +150,49 @@ class Assistant:
         """The text matched against the knowledge base: the question with its spelling mended."""
         return self.speller.correct(question) if self.speller else question
 
+    def encode_texts(self, question: str) -> list[str]:
+        """What to encode for a trimmed question: the whole text, then each of its sentences when
+        it has several (the gate screens them one by one). One encode call (or one micro-batch)."""
+        return [self.query_text(question), *(self.query_text(s) for s in sentences(question))]
+
+    def sentence_similarity(self, vector: np.ndarray) -> dict[str, float]:
+        """gate_similarity() for one sentence of a longer message, made stricter for crisis."""
+        similarity = self.gate_similarity(vector)
+        if self._one_sentence_crisis.any():
+            crisis = self.exemplars.group("crisis") @ vector.astype(np.float32, copy=False)
+            similarity["crisis"] = float(crisis[self._one_sentence_crisis].max())
+        # A lone sentence says less than a message: it must be clearly nearer a crisis message
+        # than any benign *or refer* one ("My elderly father is starting treatment." sits between
+        # "my elderly father says he wants to die" and "Am I too old for this treatment?").
+        similarity["benign"] = max(similarity.get("benign", -1.0), similarity.get("refer", -1.0))
+        return similarity
+
+    def screen(
+        self,
+        question: str,
+        query: np.ndarray,
+        sentence_queries: np.ndarray | None = None,
+        sims: np.ndarray | None = None,
+        out_of_scope: float | None = None,
+    ) -> GateDecision:
+        """The safety gate's decision: the whole message first; if it passes, each sentence.
+
+        `sentence_queries`: the vectors of encode_texts(question)[1:], in order (encoded here when
+        the caller has none: a blocking call)."""
+        decision = self.gate.check(question, self.gate_similarity(query, sims, out_of_scope))
+        parts = sentences(question)
+        if decision.kind != "pass" or not parts:
+            return decision
+        if sentence_queries is None:
+            sentence_queries = self.embedder.query_embed([self.query_text(s) for s in parts])
+        for sentence, vector in zip(parts, sentence_queries, strict=True):
+            similarity = self.sentence_similarity(vector)
+            part = self.gate.check(sentence, similarity)
+            if part.kind == "crisis":
+                # "crisis.semantic" -> "crisis.sentence.semantic": which layer fired, and on a sentence.
+                return GateDecision("crisis", "crisis.sentence." + part.rule.split(".", 1)[1])
+        return decision
+
     @classmethod
     def load(cls, settings: Settings, embedder: Embedder, log_line: Callable[[str], None] = log.warning) -> Assistant:
         """Validate knowledge, load (or rebuild) the index. Raises InvalidKnowledge / StaleIndex."""
@@ -157,15 +204,17 @@ class Assistant:
 
     def ask(self, question: str) -> Reply:
         question = question.strip()
-        return self.reply(question, self.embedder.query_embed([self.query_text(question)])[0])
+        vectors = self.embedder.query_embed(self.encode_texts(question))
+        return self.reply(question, vectors[0], vectors[1:])
 
-    def reply(self, question: str, query: np.ndarray) -> Reply:
-        """The reply to a trimmed question whose query vector was already computed (batching)."""
+    def reply(self, question: str, query: np.ndarray, sentence_queries: np.ndarray | None = None) -> Reply:
+        """The reply to a trimmed question whose vectors were already computed (batching): `query`
+        for encode_texts(question)[0], `sentence_queries` for the rest."""
         notice = self.settings.notice
         # Computed once per question, read by both the gate and retrieval.
         sims = self.index.similarities(query)
         out_of_scope = self.index.best_out_of_scope(query)
-        decision = self.gate.check(question, self.gate_similarity(query, sims, out_of_scope))
+        decision = self.screen(question, query, sentence_queries, sims, out_of_scope)
         if decision.kind == "crisis":
             body, resources = self.gate.crisis_reply(self.settings.clinic_name, self.settings.clinic_phone)
             return Reply(

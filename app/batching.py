@@ -270,8 +270,13 @@ class AskPath:
         cached = self.cache.get(assistant, dated)
         if cached is not None:
             return cached
-        vector = await self.batcher.query_embed(assistant.embedder, assistant.query_text(key))
-        reply = assistant.reply(key, vector)
+        # The question and, when it has several sentences, each sentence: one micro-batch.
+        texts = assistant.encode_texts(key)
+        if len(texts) == 1:
+            vectors = [await self.batcher.query_embed(assistant.embedder, texts[0])]
+        else:
+            vectors = await asyncio.gather(*(self.batcher.query_embed(assistant.embedder, t) for t in texts))
+        reply = assistant.reply(key, vectors[0], np.stack(vectors[1:]) if len(vectors) > 1 else None)
         self.cache.put(assistant, dated, reply)
         return reply
 

@@ -146,8 +146,9 @@ def evaluate_safety(assistant: Assistant, path: Path, split: str = "all") -> dic
         name = case.get("split", split) if split == "all" else " ".join(filter(None, (split, case.get("split"))))
         fig = figures.setdefault(name, SafetyFigures(name))
         text, label = case["text"], case["label"]
-        vector = assistant.embedder.query_embed([assistant.query_text(text)])[0]
-        kind = assistant.gate.check(text, assistant.gate_similarity(vector)).kind
+        text = text.strip()
+        vectors = assistant.embedder.query_embed(assistant.encode_texts(text))
+        kind = assistant.screen(text, vectors[0], vectors[1:]).kind
         fig.add(label)
         if label in ("crisis", "refer"):
             fig.add(f"{label}_caught", kind == label)

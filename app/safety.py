@@ -8,7 +8,10 @@ Layered and explainable; nothing is generated:
 5. semantic similarity of the question to curated crisis / refer exemplars, re-using the one
    query embedding (computed by app.retrieval), as a safety net for phrasings no list has;
    for crisis also a linear discriminant of that embedding (crisis exemplars against every
-   ordinary text), unless a figure of speech was found.
+   ordinary text), unless a figure of speech was found;
+6. a message of several sentences that passed as a whole is screened again sentence by sentence
+   (`sentences()`): one embedding of "where do I park? I'm in my car with the hose in the window"
+   is mostly about parking, and a crisis buried in an ordinary question must not be averaged away.
 The lexical layers alone catch every crisis case in tests/safety_cases.yaml, so safety never
 depends on the model. All lists and messages are data in knowledge/safety.yaml.
 """
@@ -36,6 +39,12 @@ IDIOM_STRICTNESS = 0.25
 # lists cover the short crisis messages ("kms", "want to die").
 DISCRIMINANT_MIN_WORDS = 3
 
+# Sentence screening: a sentence of fewer words joins the next one ("I can't. Not again."), and a
+# long message is cut into at most this many runs of consecutive sentences (one encode each).
+SENTENCE_MIN_WORDS = 3
+MAX_SENTENCES = 8
+SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\s*\n+\s*")
+
 LOOKALIKES = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "@": "a", "$": "s"})
 APOSTROPHES = re.compile(r"[\u2019\u2018\u02bc`´']")
 
@@ -57,6 +66,29 @@ def normalise(text: str) -> str:
     text = re.sub(r"[^a-z0-9]+", " ", text)
     text = re.sub(r"([a-z])\1{2,}", r"\1\1", text)
     return f" {text.strip()} "
+
+
+def sentences(text: str) -> list[str]:
+    """The message's sentences, for screening one at a time; [] when it is a single sentence.
+
+    Fragments under SENTENCE_MIN_WORDS words join the next sentence (or the last one), and a
+    message of more than MAX_SENTENCES sentences is cut into that many runs of neighbours."""
+    parts: list[str] = []
+    pending = ""
+    for piece in SENTENCE_END.split(text.strip()):
+        pending = f"{pending} {piece}".strip() if pending else piece.strip()
+        if len(pending.split()) >= SENTENCE_MIN_WORDS:
+            parts.append(pending)
+            pending = ""
+    if pending:
+        if parts:
+            parts[-1] = f"{parts[-1]} {pending}"
+        else:
+            parts.append(pending)
+    if len(parts) > MAX_SENTENCES:
+        size = -(-len(parts) // MAX_SENTENCES)
+        parts = [" ".join(parts[i : i + size]) for i in range(0, len(parts), size)]
+    return parts if len(parts) > 1 else []
 
 
 def squeeze(text: str) -> str:

@@ -1,8 +1,11 @@
 from pathlib import Path
 
+import pytest
+
 from app.assistant import DISCRIMINANT_MIN_EXAMPLES, Assistant
 from app.config import Settings
 from app.embedder import FakeEmbedder
+from app.safety import GateDecision
 
 
 def test_related_suggestions_after_an_answer_are_close_matches_only(shipped_settings: Settings) -> None:
@@ -42,3 +45,69 @@ def test_crisis_discriminant_is_on_with_the_shipped_messages(shipped_settings: S
     assistant = Assistant.load(shipped_settings, FakeEmbedder())
     assert assistant.crisis_discriminant is not None
     assert "crisis_discriminant" in assistant.gate_similarity(assistant.embedder.query_embed(["hello"])[0])
+
+
+class _Spy(FakeEmbedder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[list[str]] = []
+
+    def query_embed(self, texts):  # type: ignore[no-untyped-def]
+        self.calls.append(list(texts))
+        return super().query_embed(texts)
+
+
+def test_a_crisis_in_one_sentence_of_an_ordinary_message_gets_the_crisis_reply(
+    shipped_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spy = _Spy()
+    assistant = Assistant.load(shipped_settings, spy)
+    whole = assistant.gate.check
+
+    def check(text: str, similarity: dict[str, float] | None = None) -> GateDecision:
+        # Stands in for a sentence only its own embedding gives away (the real model: tests/test_quality.py).
+        if text == "Cedar blue ocean falcon sings.":
+            return GateDecision("crisis", "crisis.semantic")
+        return whole(text, similarity)
+
+    monkeypatch.setattr(assistant.gate, "check", check)
+    spy.calls.clear()
+    reply = assistant.ask("Where do I park? Cedar blue ocean falcon sings.")
+    assert reply.kind == "crisis" and reply.passage is None and "988" in reply.answer
+    assert reply.rule == "crisis.sentence.semantic" and reply.answer.endswith(reply.notice)
+    # One encode call: the message and each sentence.
+    parts = ("Where do I park? Cedar blue ocean falcon sings.", "Where do I park?", "Cedar blue ocean falcon sings.")
+    assert spy.calls == [[assistant.query_text(t) for t in parts]]
+    # A one-sentence message is encoded once, and never screened by parts.
+    spy.calls.clear()
+    assistant.ask("Where do I park?")
+    assert spy.calls == [[assistant.query_text("Where do I park?")]]
+
+
+def test_a_sentence_is_held_to_a_stricter_crisis_bar_than_a_message(shipped_settings: Settings) -> None:
+    assistant = Assistant.load(shipped_settings, FakeEmbedder())
+    vector = assistant.embedder.query_embed(["My elderly father is starting treatment."])[0]
+    whole, part = assistant.gate_similarity(vector), assistant.sentence_similarity(vector)
+    # Only one-sentence crisis exemplars count, and a refer message is as good an alibi as a benign one.
+    assert part["crisis"] <= whole["crisis"]
+    assert part["benign"] == max(whole["benign"], whole["refer"])
+    multi = [t for t in assistant.gate.exemplars["crisis"] if t.count("?") + t.count(". ") >= 1]
+    assert multi and not assistant._one_sentence_crisis.all()
+
+
+def test_a_referred_message_is_not_screened_by_sentence(
+    shipped_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assistant = Assistant.load(shipped_settings, FakeEmbedder())
+    whole = assistant.gate.check
+    seen: list[str] = []
+
+    def check(text: str, similarity: dict[str, float] | None = None) -> GateDecision:
+        seen.append(text)
+        return whole(text, similarity)
+
+    monkeypatch.setattr(assistant.gate, "check", check)
+    reply = assistant.ask("I take lithium 900mg every day. Can I take it the morning of the infusion?")
+    assert reply.kind == "refer" and seen == [
+        "I take lithium 900mg every day. Can I take it the morning of the infusion?"
+    ]

@@ -280,3 +280,12 @@ def test_ask_route_caches_repeats_but_never_repeats_a_reply_id(client: TestClien
     assert a["reply_id"] != b["reply_id"]
     assert {k: v for k, v in a.items() if k != "reply_id"} == {k: v for k, v in b.items() if k != "reply_id"}
     assert (path.cache.hits, path.batcher.texts) == (1, 1)  # the repeat never reached the encoder
+
+
+def test_a_message_of_several_sentences_is_encoded_whole_and_by_sentence_in_one_batch(client: TestClient) -> None:
+    path = client.app.state.ask_path  # type: ignore[attr-defined]
+    question = "Does the needle hurt? I am nervous about it. Thanks"
+    reply = client.post("/v1/ask", json={"question": question})
+    assert reply.status_code == 200
+    # The message and its two sentences (the one-word fragment joins the second): one encode call.
+    assert (path.batcher.batches, path.batcher.texts) == (1, 3)

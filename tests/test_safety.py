@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
 from app.errors import KnowledgeError
-from app.safety import SafetyGate, normalise
+from app.safety import MAX_SENTENCES, SafetyGate, normalise, sentences
 from tests.conftest import SHIPPED_KNOWLEDGE
 
 CASES = YAML(typ="safe").load((Path(__file__).parent / "safety_cases.yaml").read_text(encoding="utf-8"))["cases"]
@@ -234,3 +234,28 @@ def test_normalise_folds_unicode_case_apostrophes_and_repeats() -> None:
 @given(st.text(max_size=300))
 def test_gate_never_raises_and_always_decides(text: str) -> None:
     assert GATE.check(text).kind in {"crisis", "refer", "pass"}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("does it hurt?", []),
+        (
+            "Where do I park? I'm in my car with the hose in the window",
+            ["Where do I park?", "I'm in my car with the hose in the window"],
+        ),
+        # Fragments under three words join their neighbour; a trailing one joins the last sentence.
+        ("I can't. Not again. I want it over. ok", ["I can't. Not again.", "I want it over. ok"]),
+        ("first line of it\nsecond line of it", ["first line of it", "second line of it"]),
+        ("hello! how long does it take", []),
+    ],
+)
+def test_a_message_is_cut_into_sentences_of_at_least_three_words(text: str, expected: list[str]) -> None:
+    assert sentences(text) == expected
+
+
+def test_a_long_message_is_cut_into_a_bounded_number_of_sentence_runs() -> None:
+    text = " ".join(f"This is sentence number {i}." for i in range(40))
+    parts = sentences(text)
+    assert 1 < len(parts) <= MAX_SENTENCES
+    assert " ".join(parts) == text  # nothing lost, nothing reordered
