@@ -13,7 +13,7 @@ from app.editors import unanswered
 from app.feedback import RememberedReply, ReplyMemory, record_reply
 
 ANSWERED = {"question": "Can I drive home after the infusion?"}
-UNANSWERED = {"question": "My name is Jane Doe; is there parking for my car at the clinic? 555-123-4567"}
+UNANSWERED = {"question": "My name is Jane Doe, is there parking for my car at the clinic? 555-123-4567"}
 
 
 def rows(client: TestClient, table: object) -> list[object]:

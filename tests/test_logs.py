@@ -90,7 +90,7 @@ def test_logs_never_carry_questions_addresses_or_keys(knowledge_dir: Path, tmp_p
     }
     questions = [
         f"Can I drive home after the infusion, {MARKER}?",  # answer
-        f"My name is {MARKER.title()} and my phone is 555-123-4567; what about {MARKER} tea?",  # no_match
+        f"My name is {MARKER.title()} and my phone is 555-123-4567, what about {MARKER} tea?",  # no_match
         f"Should I stop taking my {MARKER} medication before the infusion?",  # likely refer
         f"I want to end it all, {MARKER}",  # crisis
     ]
