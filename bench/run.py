@@ -57,8 +57,18 @@ TARGETS = {
 # Ways patients wrap a question: turn the labelled questions into more distinct texts, so the
 # "unique" share of the load really is unique (never answered from the repeat cache).
 FRAMINGS = (
-    "{q}", "{q}?", "hi, {q}", "quick question: {q}", "{q} please", "sorry if this is silly but {q}",
-    "{q} thanks", "hello! {q}", "i was wondering, {q}", "{q}??", "ok so {q}", "one more thing: {q}",
+    "{q}",
+    "{q}?",
+    "hi, {q}",
+    "quick question: {q}",
+    "{q} please",
+    "sorry if this is silly but {q}",
+    "{q} thanks",
+    "hello! {q}",
+    "i was wondering, {q}",
+    "{q}??",
+    "ok so {q}",
+    "one more thing: {q}",
 )
 
 
@@ -88,7 +98,11 @@ class Mix:
 
     @classmethod
     def make(
-        cls, counts: dict[int, int], repeat_share: float, seed: int, warm: int = 48,
+        cls,
+        counts: dict[int, int],
+        repeat_share: float,
+        seed: int,
+        warm: int = 48,
         compare: dict[int, int] | None = None,
     ) -> Mix:
         rng = random.Random(seed)
@@ -163,7 +177,11 @@ def raw_torch(one: list[str], many: list[str]) -> Raw:
     try:
         out = subprocess.run(
             [sys.executable, str(Path(__file__).resolve()), "--raw-torch", f.name],
-            env=clean, capture_output=True, text=True, check=True, timeout=600,
+            env=clean,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=600,
         ).stdout
     finally:
         os.unlink(f.name)
@@ -251,7 +269,10 @@ class Server:
         self.started = time.perf_counter()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
 
     def wait_ready(self, timeout: float = 120.0) -> float:
@@ -527,12 +548,21 @@ class Result:
         ready_target = TARGETS["ready_s"][self.backend]  # type: ignore[index]
         rss_target = TARGETS["rss_mb"][self.backend]  # type: ignore[index]
         return [
-            (f"p50 at c=1 / raw encode ≤ {TARGETS['p50_c1_ratio']}", f"{p50_ratio:.2f}",
-             p50_ratio <= TARGETS["p50_c1_ratio"]),  # type: ignore[operator]
-            (f"rate at c=32 / raw batch-32 rate ≥ {TARGETS['rate_c32_ratio']}", f"{rate_ratio:.2f}",
-             rate_ratio >= TARGETS["rate_c32_ratio"]),  # type: ignore[operator]
-            (f"p99 at c=32 ≤ {TARGETS['p99_c32_ms']:.0f} ms", f"{c32.pct(99):.0f} ms",
-             c32.pct(99) <= TARGETS["p99_c32_ms"]),  # type: ignore[operator]
+            (
+                f"p50 at c=1 / raw encode ≤ {TARGETS['p50_c1_ratio']}",
+                f"{p50_ratio:.2f}",
+                p50_ratio <= TARGETS["p50_c1_ratio"],
+            ),  # type: ignore[operator]
+            (
+                f"rate at c=32 / raw batch-32 rate ≥ {TARGETS['rate_c32_ratio']}",
+                f"{rate_ratio:.2f}",
+                rate_ratio >= TARGETS["rate_c32_ratio"],
+            ),  # type: ignore[operator]
+            (
+                f"p99 at c=32 ≤ {TARGETS['p99_c32_ms']:.0f} ms",
+                f"{c32.pct(99):.0f} ms",
+                c32.pct(99) <= TARGETS["p99_c32_ms"],
+            ),  # type: ignore[operator]
             ("errors = 0", str(errors), errors == 0),
             (f"ready ≤ {ready_target:.0f} s", f"{self.ready_s:.2f} s", self.ready_s <= ready_target),
             (f"peak RSS ≤ {rss_target:.0f} MB", f"{self.rss_mb:.0f} MB", self.rss_mb <= rss_target),
@@ -597,8 +627,13 @@ def run_backend(backend: str, mix: Mix, time_limit: float, scratch: Path, quiet_
     # is the reference, so a slow moment can only make the service look worse, never better.
     again = raw_torch(one, many)
     print(f"   raw torch again: {again.encode_ms:.2f} ms/question, {again.batch_rate:.0f} q/s", flush=True)
-    raw = Raw(raw.name, min(raw.encode_ms, again.encode_ms), max(raw.batch_rate, again.batch_rate),
-              (raw.encode_ms, again.encode_ms), (raw.batch_rate, again.batch_rate))
+    raw = Raw(
+        raw.name,
+        min(raw.encode_ms, again.encode_ms),
+        max(raw.batch_rate, again.batch_rate),
+        (raw.encode_ms, again.encode_ms),
+        (raw.batch_rate, again.batch_rate),
+    )
     return Result(backend, ready, rss, levels, raw, raw_backend, load_before, load_after, floor, compare, floor_httpx)
 
 
@@ -608,8 +643,11 @@ def measure(server: Server, concurrency: int, asks: list[Ask], time_limit: float
     level = asyncio.run(drive(server.url, concurrency, asks, time_limit, client))
     level.server_cpu = cpu_seconds(server.process.pid) - server_before
     level.client_cpu = time.process_time() - client_before
-    print(f"   c={concurrency:<3} ({client}) {level.done} ok, {level.errors} errors, p50 {level.pct(50):.1f} ms, "
-          f"p99 {level.pct(99):.1f} ms, {level.rate:.0f} req/s", flush=True)
+    print(
+        f"   c={concurrency:<3} ({client}) {level.done} ok, {level.errors} errors, p50 {level.pct(50):.1f} ms, "
+        f"p99 {level.pct(99):.1f} ms, {level.rate:.0f} req/s",
+        flush=True,
+    )
     return level
 
 
@@ -645,7 +683,8 @@ def section(result: Result, counts: dict[int, int], repeat_share: float) -> str:
         f"Run {dt.datetime.now().strftime('%Y-%m-%d %H:%M')} on {os.cpu_count()} × {_cpu()}; "
         f"load average before/after: {result.load_before[0]:.1f} / {result.load_after[0]:.1f}; {_versions()}.",
         f"Requests per level (bounded; {repeat_share:.0%} repeats of 12 popular questions, the rest unique): "
-        + ", ".join(f"c={c}: {n}" for c, n in counts.items()) + ".",
+        + ", ".join(f"c={c}: {n}" for c, n in counts.items())
+        + ".",
         "",
         "| concurrency | requests | errors | p50 ms | p95 ms | p99 ms | req/s | p50 unique-only ms "
         "| p50 ÷ raw encode | req/s ÷ raw batch rate | CPU ms/request: server / load generator |",
@@ -668,8 +707,10 @@ def section(result: Result, counts: dict[int, int], repeat_share: float) -> str:
     ]
     busy = max(result.load_before[0], result.load_after[0]) > (os.cpu_count() or 1)
     if busy:
-        lines.append("**The machine was busy with other work during this run (load average above the core "
-                     "count): absolute figures are inflated; the ratios are the fairer reading.**")
+        lines.append(
+            "**The machine was busy with other work during this run (load average above the core "
+            "count): absolute figures are inflated; the ratios are the fairer reading.**"
+        )
     if result.raw_backend:
         rb = result.raw_backend
         lines.append(f"Raw {rb.name}: {rb.encode_ms:.2f} ms per question; {rb.batch_rate:.0f} questions/s at batch 32.")
@@ -685,7 +726,8 @@ def section(result: Result, counts: dict[int, int], repeat_share: float) -> str:
             )
         lines.append(
             "The same server driven by httpx (the earlier load generator, ~1 ms of CPU per request on the same "
-            "cores; fresh unique questions), for comparison: " + "; ".join(parts)
+            "cores; fresh unique questions), for comparison: "
+            + "; ".join(parts)
             + f"; HTTP floor with httpx {result.floor_httpx_ms:.2f} ms."
         )
     lines += [
@@ -734,10 +776,18 @@ def main() -> int:
     parser.add_argument("--time-limit", type=float, default=60.0, help="seconds per level at most")
     parser.add_argument("--seed", type=int, default=8)
     parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument("--no-compare-httpx", dest="compare_httpx", action="store_false",
-                        help="skip the httpx comparison runs (c=1 and c=32 with the earlier load generator)")
-    parser.add_argument("--quiet-wait", type=float, default=60.0,
-                        help="on a shared machine, wait up to this many seconds for idle cores before each phase")
+    parser.add_argument(
+        "--no-compare-httpx",
+        dest="compare_httpx",
+        action="store_false",
+        help="skip the httpx comparison runs (c=1 and c=32 with the earlier load generator)",
+    )
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=60.0,
+        help="on a shared machine, wait up to this many seconds for idle cores before each phase",
+    )
     args = parser.parse_args()
     if args.raw_torch:
         _raw_torch_here(args.raw_torch)
