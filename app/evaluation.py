@@ -18,7 +18,7 @@ from app.assistant import Assistant
 # so a regression fails the build.
 # A little below the held-out figures (docs/answer-quality.md). The held-out split (v5) has only 23
 # off-topic questions, one of them 4.3 points: its gate sits one question below the measured 95.7 %.
-GATES = {"top1": 0.91, "off_topic_declined": 0.94, "uncovered_declined": 0.84}
+GATES = {"top1": 0.87, "off_topic_declined": 0.94, "uncovered_declined": 0.8}
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from rapidfuzz import fuzz, process
+from rapidfuzz.distance import OSA
 
 ABBREVIATIONS = {
     "u": "you",
@@ -52,6 +53,8 @@ ABBREVIATIONS = {
     "k": "ketamine",
     "ket": "ketamine",
     "sesh": "session",
+    "trd": "treatment-resistant depression",
+    "mdd": "major depression",
     "im": "i am",
     "ill": "i will",
     "ive": "i have",
@@ -105,6 +108,13 @@ class SpellingCorrector:
         # Same first letter: typos rarely hit it, and "vending" must not become "ending".
         candidates = [c for c in self.candidates if c[0] == lower[0]]
         matches = process.extract(lower, candidates, scorer=fuzz.ratio, score_cutoff=self.min_score, limit=8)
+        if not matches:
+            # A short word with one slip ("saef", "paim") is under 80 % similar to its intended word:
+            # accept one edit (a swap of neighbours counts as one) when nothing closer was found.
+            matches = [
+                (c, 100 - d, i)
+                for c, d, i in process.extract(lower, candidates, scorer=OSA.distance, score_cutoff=1, limit=8)
+            ]
         if not matches:
             return word
         # Equally close candidates ("suiside": "subside", "suicide"): the one the knowledge uses most.

@@ -38,3 +38,17 @@ def test_hyphenated_words_and_k_hole_stay_whole() -> None:
     assert corrector().correct("k hole?") == "k-hole ?"
     assert corrector().correct("is the k-hole real") == "is the k-hole real"
     assert corrector().correct("k is safe?") == "ketamine is safe ?"
+
+
+def test_a_short_word_with_one_slip_is_mended() -> None:
+    # Under 80 % similar by ratio ("saef"/"safe" is 75 %), yet one swap of neighbours away.
+    speller = SpellingCorrector(["Is the infusion safe?", "Does it hurt?", "the pain"], frozenset({"is", "it"}))
+    assert speller.correct("is it saef") == "is it safe"
+    assert speller.correct("does it hrut") == "does it hurt"
+    assert speller.correct("paim") == "pain"
+    # Two slips in a short word is too far to guess.
+    assert speller.correct("sfea") == "sfea"
+
+
+def test_clinical_abbreviations_are_spelt_out() -> None:
+    assert corrector().correct("trd ketamine") == "treatment-resistant depression ketamine"
