@@ -84,6 +84,8 @@ def test_shipped_index_is_current(assistant: Assistant) -> None:
     wanted = index_entries(assistant.knowledge, assistant.gate, TODAY)
     shipped = store.load(ROOT / "embeddings")
     assert store.staleness(shipped, wanted, assistant.embedder.model_id) is None, "run `python -m app build`"
+    # Nor anything else: vectors of texts the knowledge no longer has cost memory on every start.
+    assert shipped is not None and set(shipped.rows()) == {e.hash for e in wanted}, "run `python -m app build`"
 
 
 def test_eval_set_is_big_enough() -> None:
