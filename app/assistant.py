@@ -21,7 +21,7 @@ from app.config import Settings
 from app.embedder import Embedder, resolve_model_path
 from app.knowledge import Knowledge, Passage
 from app.retrieval import Discriminant, ExemplarIndex, Hit, PassageIndex, Ranking
-from app.safety import GateDecision, Reading, Resource, SafetyGate, sentences
+from app.safety import GateDecision, Resource, SafetyGate, sentences
 from app.spelling import SpellingCorrector, model_vocabulary
 
 log = logging.getLogger(__name__)
@@ -36,15 +36,6 @@ RELATED_WITHIN = 0.2
 class Suggestion:
     passage_id: str
     question: str
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """The text-only work on a question (Assistant.prepare): what can run while the model encodes."""
-
-    question: str
-    reading: Reading  # the safety gate's word lists
-    lexical: np.ndarray  # BM25 per passage, of the spelling-mended text
 
 
 @dataclass(frozen=True)
@@ -176,10 +167,6 @@ class Assistant:
         similarity["benign"] = max(similarity.get("benign", -1.0), similarity.get("refer", -1.0))
         return similarity
 
-    def prepare(self, question: str) -> Prepared:
-        """Everything reply() needs that does not need the query vector."""
-        return Prepared(question, self.gate.read(question), self.index.lexical(self.query_text(question)))
-
     def screen(
         self,
         question: str,
@@ -187,14 +174,12 @@ class Assistant:
         sentence_queries: np.ndarray | None = None,
         sims: np.ndarray | None = None,
         out_of_scope: float | None = None,
-        reading: Reading | None = None,
     ) -> GateDecision:
         """The safety gate's decision: the whole message first; if it passes, each sentence.
 
         `sentence_queries`: the vectors of encode_texts(question)[1:], in order (encoded here when
-        the caller has none: a blocking call). `reading`: the gate's read() of the question."""
-        similarity = self.gate_similarity(query, sims, out_of_scope)
-        decision = self.gate.check(question if reading is None else reading, similarity)
+        the caller has none: a blocking call)."""
+        decision = self.gate.check(question, self.gate_similarity(query, sims, out_of_scope))
         parts = sentences(question)
         if decision.kind != "pass" or not parts:
             return decision
@@ -222,23 +207,14 @@ class Assistant:
         vectors = self.embedder.query_embed(self.encode_texts(question))
         return self.reply(question, vectors[0], vectors[1:])
 
-    def reply(
-        self,
-        question: str,
-        query: np.ndarray,
-        sentence_queries: np.ndarray | None = None,
-        prepared: Prepared | None = None,
-    ) -> Reply:
+    def reply(self, question: str, query: np.ndarray, sentence_queries: np.ndarray | None = None) -> Reply:
         """The reply to a trimmed question whose vectors were already computed (batching): `query`
-        for encode_texts(question)[0], `sentence_queries` for the rest; `prepared`: prepare(question),
-        when the caller ran it while the vectors were being computed."""
+        for encode_texts(question)[0], `sentence_queries` for the rest."""
         notice = self.settings.notice
-        if prepared is None or prepared.question != question:
-            prepared = self.prepare(question)
         # Computed once per question, read by both the gate and retrieval.
         sims = self.index.similarities(query)
         out_of_scope = self.index.best_out_of_scope(query)
-        decision = self.screen(question, query, sentence_queries, sims, out_of_scope, prepared.reading)
+        decision = self.screen(question, query, sentence_queries, sims, out_of_scope)
         if decision.kind == "crisis":
             body, resources = self.gate.crisis_reply(self.settings.clinic_name, self.settings.clinic_phone)
             return Reply(
@@ -261,7 +237,6 @@ class Assistant:
             k=max(self.settings.max_suggestions + 1, 3),
             sims=sims,
             out_of_scope=out_of_scope,
-            lexical=prepared.lexical,
         )
         # A passage whose review fell due after this index was built is never served or suggested.
         today = self.settings.current_date()

@@ -82,12 +82,6 @@ class QueryBatcher:
 
     async def query_embed(self, embedder: Embedder, text: str) -> np.ndarray:
         """The query vector of text, computed with embedder (in a batch with its neighbours)."""
-        return await self.submit(embedder, text)
-
-    def submit(self, embedder: Embedder, text: str) -> asyncio.Future[np.ndarray]:
-        """Queue text for the next batch and return its future at once (from inside a running
-        event loop). The batch goes to the encoder at the loop's next turn: a caller that awaits
-        anything first (even `asyncio.sleep(0)`) can do other work while the model encodes."""
         if self._closed:
             raise BatcherClosed("the query batcher is closed")
         loop = asyncio.get_running_loop()
@@ -106,7 +100,7 @@ class QueryBatcher:
                     waiting.timer = loop.call_soon(self._dispatch, loop)
                 else:
                     waiting.timer = loop.call_later(self.max_wait, self._dispatch, loop)
-        return waiter.future
+        return await waiter.future
 
     def _bind(self, loop: asyncio.AbstractEventLoop) -> _LoopQueue:
         with self._queues_lock:
@@ -277,13 +271,12 @@ class AskPath:
         if cached is not None:
             return cached
         # The question and, when it has several sentences, each sentence: one micro-batch.
-        futures = [self.batcher.submit(assistant.embedder, text) for text in assistant.encode_texts(key)]
-        # One turn of the loop hands the batch to the encoder; the text-only work (the gate's word
-        # lists, BM25: ~0.3 ms) then runs here while the model encodes, instead of after it.
-        await asyncio.sleep(0)
-        prepared = assistant.prepare(key)
-        vectors = await asyncio.gather(*futures)
-        reply = assistant.reply(key, vectors[0], np.stack(vectors[1:]) if len(vectors) > 1 else None, prepared)
+        texts = assistant.encode_texts(key)
+        if len(texts) == 1:
+            vectors = [await self.batcher.query_embed(assistant.embedder, texts[0])]
+        else:
+            vectors = await asyncio.gather(*(self.batcher.query_embed(assistant.embedder, t) for t in texts))
+        reply = assistant.reply(key, vectors[0], np.stack(vectors[1:]) if len(vectors) > 1 else None)
         self.cache.put(assistant, dated, reply)
         return reply
 

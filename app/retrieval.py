@@ -137,12 +137,11 @@ class PassageIndex:
         k: int = 3,
         sims: np.ndarray | None = None,
         out_of_scope: float | None = None,
-        lexical: np.ndarray | None = None,
     ) -> Ranking:
         """The k best passages for a normalised query vector and its text, best first.
 
-        `sims`, `out_of_scope`, `lexical`: the query's similarities(), best_out_of_scope() and
-        lexical(question), when the caller has them already."""
+        `sims`, `out_of_scope`: the query's similarities() and best_out_of_scope(), when the caller
+        has them already."""
         query = query.astype(np.float32)
         if out_of_scope is None:
             out_of_scope = self.best_out_of_scope(query)
@@ -152,8 +151,7 @@ class PassageIndex:
             sims = self.similarities(query)
         best = np.full(len(self.passages), -np.inf, dtype=np.float32)
         np.maximum.at(best, self._owners, sims)
-        if lexical is None:
-            lexical = self.lexical(question)
+        lexical = self.lexical(question)
         fused = best + self.lexical_weight * lexical
 
         order = np.argsort(-fused, kind="stable")[:k]

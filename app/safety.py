@@ -119,16 +119,6 @@ class GateDecision:
 
 
 @dataclass(frozen=True)
-class Reading:
-    """What the word lists found in a question, before any vector is looked at."""
-
-    idiomatic: bool  # a figure of speech was removed
-    words: int  # words left after normalising and removing idioms
-    crisis_rule: str | None  # the crisis phrase / fuzzy phrase / pattern that matched
-    refer_rule: str | None  # the refer one (not looked for when a crisis one matched)
-
-
-@dataclass(frozen=True)
 class _Rules:
     phrases: tuple[str, ...]  # normalised
     patterns: tuple[re.Pattern[str], ...]
@@ -180,9 +170,7 @@ class SafetyGate:
         except InvalidKnowledge as e:
             raise e.problems[0] from e
 
-    def read(self, question: str) -> Reading:
-        """The text-only half of the gate: normalising, idioms and the word lists (no vector
-        needed, so the service runs it while the model encodes the question)."""
+    def check(self, question: str, similarity: Mapping[str, float] | None = None) -> GateDecision:
         text = normalise(question)
         idiomatic = False
         for idiom in self.idioms:
@@ -195,27 +183,18 @@ class SafetyGate:
         if not self.known_words:
             unknown = [True] * len(words)
         squeezed = " ".join(squeeze(w) if u else w for w, u in zip(words, unknown, strict=True))
-        crisis = self._lexical("crisis", self.crisis, text, squeezed, any(unknown), fuzzy=True)
-        refer = None if crisis else self._lexical("refer", self.refer, text, squeezed, any(unknown), fuzzy=False)
-        return Reading(idiomatic, len(words), crisis, refer)
-
-    def check(self, question: str | Reading, similarity: Mapping[str, float] | None = None) -> GateDecision:
-        """The gate's decision on a question (or its read()) and the query's exemplar similarities."""
-        reading = self.read(question) if isinstance(question, str) else question
         # The embedding still sees a removed figure of speech ("dead to the world"): when one was
         # found, the semantic crisis layer must clear a higher bar.
-        strictness = IDIOM_STRICTNESS if reading.idiomatic else 0.0
+        strictness = IDIOM_STRICTNESS if idiomatic else 0.0
         # Crisis outranks refer at every layer: a crisis that also names a medication is a crisis.
-        if reading.crisis_rule or self._semantic(self.crisis, "crisis", similarity, strictness):
-            return GateDecision("crisis", reading.crisis_rule or "crisis.semantic")
-        if (
-            not reading.idiomatic
-            and reading.words >= DISCRIMINANT_MIN_WORDS
-            and self._discriminant(self.crisis, similarity)
-        ):
+        rule = self._lexical("crisis", self.crisis, text, squeezed, any(unknown), fuzzy=True)
+        if rule or self._semantic(self.crisis, "crisis", similarity, strictness):
+            return GateDecision("crisis", rule or "crisis.semantic")
+        if not idiomatic and len(words) >= DISCRIMINANT_MIN_WORDS and self._discriminant(self.crisis, similarity):
             return GateDecision("crisis", "crisis.discriminant")
-        if reading.refer_rule or self._semantic(self.refer, "refer", similarity):
-            return GateDecision("refer", reading.refer_rule or "refer.semantic")
+        rule = self._lexical("refer", self.refer, text, squeezed, any(unknown), fuzzy=False)
+        if rule or self._semantic(self.refer, "refer", similarity):
+            return GateDecision("refer", rule or "refer.semantic")
         return GateDecision("pass", "pass")
 
     @staticmethod

@@ -5,7 +5,7 @@ import pytest
 from app.assistant import DISCRIMINANT_MIN_EXAMPLES, Assistant
 from app.config import Settings
 from app.embedder import FakeEmbedder
-from app.safety import GateDecision, Reading
+from app.safety import GateDecision
 
 
 def test_related_suggestions_after_an_answer_are_close_matches_only(shipped_settings: Settings) -> None:
@@ -64,7 +64,7 @@ def test_a_crisis_in_one_sentence_of_an_ordinary_message_gets_the_crisis_reply(
     assistant = Assistant.load(shipped_settings, spy)
     whole = assistant.gate.check
 
-    def check(text: str | Reading, similarity: dict[str, float] | None = None) -> GateDecision:
+    def check(text: str, similarity: dict[str, float] | None = None) -> GateDecision:
         # Stands in for a sentence only its own embedding gives away (the real model: tests/test_quality.py).
         if text == "Cedar blue ocean falcon sings.":
             return GateDecision("crisis", "crisis.semantic")
@@ -100,26 +100,14 @@ def test_a_referred_message_is_not_screened_by_sentence(
 ) -> None:
     assistant = Assistant.load(shipped_settings, FakeEmbedder())
     whole = assistant.gate.check
-    sentences_seen: list[str] = []
+    seen: list[str] = []
 
-    def check(text: str | Reading, similarity: dict[str, float] | None = None) -> GateDecision:
-        if isinstance(text, str):  # the whole message arrives as the gate's read() of it
-            sentences_seen.append(text)
+    def check(text: str, similarity: dict[str, float] | None = None) -> GateDecision:
+        seen.append(text)
         return whole(text, similarity)
 
     monkeypatch.setattr(assistant.gate, "check", check)
     reply = assistant.ask("I take lithium 900mg every day. Can I take it the morning of the infusion?")
-    assert reply.kind == "refer" and sentences_seen == []
-
-
-def test_reply_reads_the_text_once_with_or_without_a_prepared_question(shipped_settings: Settings) -> None:
-    assistant = Assistant.load(shipped_settings, FakeEmbedder())
-    question = "Does the needle hurt? I am nervous."
-    texts = assistant.encode_texts(question)
-    vectors = assistant.embedder.query_embed(texts)
-    fresh = assistant.reply(question, vectors[0], vectors[1:])
-    ready = assistant.reply(question, vectors[0], vectors[1:], assistant.prepare(question))
-    # A prepared reading of another question is never used for this one.
-    other = assistant.reply(question, vectors[0], vectors[1:], assistant.prepare("I want to die"))
-    same = ("kind", "answer", "passage", "score", "suggestions", "rule", "ranked")
-    assert [getattr(ready, f) for f in same] == [getattr(fresh, f) for f in same] == [getattr(other, f) for f in same]
+    assert reply.kind == "refer" and seen == [
+        "I take lithium 900mg every day. Can I take it the morning of the infusion?"
+    ]

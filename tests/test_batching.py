@@ -289,33 +289,3 @@ def test_a_message_of_several_sentences_is_encoded_whole_and_by_sentence_in_one_
     assert reply.status_code == 200
     # The message and its two sentences (the one-word fragment joins the second): one encode call.
     assert (path.batcher.batches, path.batcher.texts) == (1, 3)
-
-
-def test_the_text_only_work_runs_while_the_model_encodes(settings: Settings) -> None:
-    from app.main import create_app
-
-    armed, encoding, prepared = threading.Event(), threading.Event(), threading.Event()
-    overlapped: list[bool] = []
-
-    class Encoder(FakeEmbedder):
-        def query_embed(self, texts):  # type: ignore[no-untyped-def]
-            if armed.is_set():
-                encoding.set()
-                overlapped.append(prepared.wait(timeout=5))
-            return super().query_embed(texts)
-
-    with TestClient(create_app(settings, embedder_factory=Encoder)) as client:
-        assistant = client.app.state.assistant  # type: ignore[attr-defined]
-        original = assistant.prepare
-
-        def prepare(question: str):  # type: ignore[no-untyped-def]
-            # Run before the batch reached the encoder, or after it came back, one of the waits times out.
-            overlapped.append(encoding.wait(timeout=5))
-            prepared.set()
-            return original(question)
-
-        assistant.prepare = prepare
-        armed.set()
-        reply = client.post("/v1/ask", json={"question": "How long does the infusion take?"})
-    assert reply.status_code == 200 and reply.json()["answer"].endswith(reply.json()["notice"])
-    assert overlapped == [True, True]
