@@ -127,6 +127,7 @@ class Assistant:
         )
         if self.speller:
             gate.known_words = self.speller.known
+            gate.mend = self.speller.correct
 
     def gate_similarity(
         self, query: np.ndarray, sims: np.ndarray | None = None, out_of_scope: float | None = None

@@ -3,7 +3,8 @@
 Layered and explainable; nothing is generated:
 1. normalise the text (unicode, case, apostrophes, look-alike digits, repeated letters);
 2. remove curated idioms ("dying to know", "the wait is killing me") so they cannot trip a rule;
-3. crisis phrases (exact, then fuzzy for misspellings) and crisis patterns;
+3. crisis phrases (exact, then fuzzy for misspellings) and crisis patterns, on the text as
+   written and on the service's spelling-mended text;
 4. refer patterns (the patient's own medications, doses, eligibility, symptoms);
 5. semantic similarity of the question to curated crisis / refer exemplars, re-using the one
    query embedding (computed by app.retrieval), as a safety net for phrasings no list has;
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -45,6 +46,14 @@ SENTENCE_MIN_WORDS = 3
 MAX_SENTENCES = 8
 SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\s*\n+\s*")
 
+NUMBERS = {
+    "ten": "10", "eleven": "11", "twelve": "12", "thirteen": "13", "fourteen": "14", "fifteen": "15",
+    "sixteen": "16", "seventeen": "17", "eighteen": "18", "nineteen": "19", "twenty": "20", "thirty": "30",
+    "forty": "40", "fifty": "50", "sixty": "60", "seventy": "70", "eighty": "80", "ninety": "90",
+    "hundred": "100",
+}  # fmt: skip
+NUMBER_WORDS = re.compile(r"(?<= )(" + "|".join(NUMBERS) + r")(?= )")
+
 LOOKALIKES = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "@": "a", "$": "s"})
 APOSTROPHES = re.compile(r"[\u2019\u2018\u02bc`´']")
 
@@ -65,7 +74,9 @@ def normalise(text: str) -> str:
     )
     text = re.sub(r"[^a-z0-9]+", " ", text)
     text = re.sub(r"([a-z])\1{2,}", r"\1\1", text)
-    return f" {text.strip()} "
+    # Counts of ten and more as digits, so "took twenty of my trazodone" reads like "took 20 of my…".
+    text = NUMBER_WORDS.sub(lambda m: NUMBERS[m.group(1)], f" {text.strip()} ")
+    return text
 
 
 def sentences(text: str) -> list[str]:
@@ -152,6 +163,8 @@ class SafetyGate:
     # The curated lists' and phrases' terms (medication names, conditions, crisis words): given to
     # the query speller so it never "corrects" "seroquel" into "sequel" or "suiside" into "subside".
     vocabulary: tuple[str, ...] = ()
+    # The service's query speller (set by the service): the crisis word lists also read its output.
+    mend: Callable[[str], str] | None = None
 
     @classmethod
     def load(cls, path: Path) -> SafetyGate:
@@ -171,6 +184,31 @@ class SafetyGate:
             raise e.problems[0] from e
 
     def check(self, question: str, similarity: Mapping[str, float] | None = None) -> GateDecision:
+        text, squeezed, misspelt, idiomatic, words = self._words(question)
+        # The embedding still sees a removed figure of speech ("dead to the world"): when one was
+        # found, the semantic crisis layer must clear a higher bar.
+        strictness = IDIOM_STRICTNESS if idiomatic else 0.0
+        # Crisis outranks refer at every layer: a crisis that also names a medication is a crisis.
+        rule = self._lexical("crisis", self.crisis, text, squeezed, misspelt, fuzzy=True)
+        if not rule and self.mend is not None:
+            # The word lists again on the spelling-mended text ("thinkng about jumpin off the brige",
+            # "took like 30 of my sleping pils"): misspellings beyond the fuzzy matcher's reach.
+            mended = self.mend(question)
+            if normalise(mended) != normalise(question):
+                found = self._lexical("crisis", self.crisis, *self._words(mended)[:3], fuzzy=True)
+                rule = found and "crisis.spelling." + found.split(".", 1)[1]
+        if rule or self._semantic(self.crisis, "crisis", similarity, strictness):
+            return GateDecision("crisis", rule or "crisis.semantic")
+        if not idiomatic and words >= DISCRIMINANT_MIN_WORDS and self._discriminant(self.crisis, similarity):
+            return GateDecision("crisis", "crisis.discriminant")
+        rule = self._lexical("refer", self.refer, text, squeezed, misspelt, fuzzy=False)
+        if rule or self._semantic(self.refer, "refer", similarity):
+            return GateDecision("refer", rule or "refer.semantic")
+        return GateDecision("pass", "pass")
+
+    def _words(self, question: str) -> tuple[str, str, bool, bool, int]:
+        """Normalised text with idioms removed, the same with unknown words squeezed, whether a
+        word is unknown, whether an idiom was removed, and how many words are left."""
         text = normalise(question)
         idiomatic = False
         for idiom in self.idioms:
@@ -183,19 +221,7 @@ class SafetyGate:
         if not self.known_words:
             unknown = [True] * len(words)
         squeezed = " ".join(squeeze(w) if u else w for w, u in zip(words, unknown, strict=True))
-        # The embedding still sees a removed figure of speech ("dead to the world"): when one was
-        # found, the semantic crisis layer must clear a higher bar.
-        strictness = IDIOM_STRICTNESS if idiomatic else 0.0
-        # Crisis outranks refer at every layer: a crisis that also names a medication is a crisis.
-        rule = self._lexical("crisis", self.crisis, text, squeezed, any(unknown), fuzzy=True)
-        if rule or self._semantic(self.crisis, "crisis", similarity, strictness):
-            return GateDecision("crisis", rule or "crisis.semantic")
-        if not idiomatic and len(words) >= DISCRIMINANT_MIN_WORDS and self._discriminant(self.crisis, similarity):
-            return GateDecision("crisis", "crisis.discriminant")
-        rule = self._lexical("refer", self.refer, text, squeezed, any(unknown), fuzzy=False)
-        if rule or self._semantic(self.refer, "refer", similarity):
-            return GateDecision("refer", rule or "refer.semantic")
-        return GateDecision("pass", "pass")
+        return text, squeezed, any(unknown), idiomatic, len(words)
 
     @staticmethod
     def _semantic(rules: _Rules, kind: str, similarity: Mapping[str, float] | None, strictness: float = 0.0) -> bool:

@@ -111,3 +111,18 @@ def test_a_referred_message_is_not_screened_by_sentence(
     assert reply.kind == "refer" and seen == [
         "I take lithium 900mg every day. Can I take it the morning of the infusion?"
     ]
+
+
+def test_the_crisis_word_lists_also_read_the_spelling_mended_question(shipped_settings: Settings) -> None:
+    from app.safety import SafetyGate
+    from tests.conftest import SHIPPED_KNOWLEDGE
+
+    assistant = Assistant.load(shipped_settings, FakeEmbedder())
+    text = "took like 30 of my sleping pils 10 mins ago"
+    # The word lists alone miss it as written ("pils" is too short for the fuzzy matcher)…
+    assert SafetyGate.load(SHIPPED_KNOWLEDGE / "safety.yaml").check(text).kind == "pass"
+    # …and catch it in the service's spelling-mended text ("took like 30 of my sleeping pills").
+    decision = assistant.gate.check(text)
+    assert decision.kind == "crisis" and decision.rule.startswith("crisis.spelling.pattern")
+    reply = assistant.ask(text)
+    assert reply.kind == "crisis" and reply.answer.endswith(reply.notice)

@@ -298,3 +298,9 @@ def test_a_long_message_is_cut_into_a_bounded_number_of_sentence_runs() -> None:
     parts = sentences(text)
     assert 1 < len(parts) <= MAX_SENTENCES
     assert " ".join(parts) == text  # nothing lost, nothing reordered
+
+
+def test_counts_written_as_words_read_as_numbers() -> None:
+    assert normalise("I took twenty of my pills, maybe a hundred") == " i took 20 of my pills maybe a 100 "
+    assert normalise("it is often ten times better") == " it is often 10 times better "
+    assert GATE.check("I took twenty of my sleeping pills").kind == "crisis"
