@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Iterator, Sequence
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -68,3 +71,25 @@ def shipped_settings(tmp_path: Path) -> Settings:
         rate_limit_anonymous="100000/minute",
         rate_limit_keyed="100000/minute",
     )
+
+
+class RecordingEmbedder(FakeEmbedder):
+    """FakeEmbedder that records each call; can hold a call until released, or fail on a text."""
+
+    def __init__(self, fail_on: str | None = None) -> None:
+        super().__init__()
+        self.calls: list[list[str]] = []
+        self.started: list[float] = []
+        self.hold = threading.Event()
+        self.hold.set()
+        self.entered = threading.Event()
+        self.fail_on = fail_on
+
+    def query_embed(self, texts: Sequence[str]) -> np.ndarray:
+        self.started.append(time.monotonic())
+        self.calls.append(list(texts))
+        self.entered.set()
+        self.hold.wait(10)
+        if self.fail_on is not None and self.fail_on in texts:
+            raise RuntimeError("the encoder broke")
+        return super().query_embed(texts)

@@ -6,6 +6,7 @@ from app.assistant import DISCRIMINANT_MIN_EXAMPLES, Assistant
 from app.config import Settings
 from app.embedder import FakeEmbedder
 from app.safety import GateDecision
+from tests.conftest import RecordingEmbedder
 
 
 def test_related_suggestions_after_an_answer_are_close_matches_only(shipped_settings: Settings) -> None:
@@ -47,20 +48,10 @@ def test_crisis_discriminant_is_on_with_the_shipped_messages(shipped_settings: S
     assert "crisis_discriminant" in assistant.gate_similarity(assistant.embedder.query_embed(["hello"])[0])
 
 
-class _Spy(FakeEmbedder):
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls: list[list[str]] = []
-
-    def query_embed(self, texts):  # type: ignore[no-untyped-def]
-        self.calls.append(list(texts))
-        return super().query_embed(texts)
-
-
 def test_a_crisis_in_one_sentence_of_an_ordinary_message_gets_the_crisis_reply(
     shipped_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    spy = _Spy()
+    spy = RecordingEmbedder()
     assistant = Assistant.load(shipped_settings, spy)
     whole = assistant.gate.check
 

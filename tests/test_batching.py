@@ -15,29 +15,7 @@ from app.assistant import Assistant
 from app.batching import BatcherClosed, QueryBatcher, ReplyCache, cache_key
 from app.config import Settings
 from app.embedder import FakeEmbedder
-
-
-class RecordingEmbedder(FakeEmbedder):
-    """FakeEmbedder that records each call; can hold a call until released, or fail on a text."""
-
-    def __init__(self, fail_on: str | None = None) -> None:
-        super().__init__()
-        self.calls: list[list[str]] = []
-        self.started: list[float] = []
-        self.hold = threading.Event()
-        self.hold.set()
-        self.entered = threading.Event()
-        self.fail_on = fail_on
-
-    def query_embed(self, texts: Sequence[str]) -> np.ndarray:
-        self.started.append(time.monotonic())
-        self.calls.append(list(texts))
-        self.entered.set()
-        self.hold.wait(10)
-        if self.fail_on is not None and self.fail_on in texts:
-            raise RuntimeError("the encoder broke")
-        return super().query_embed(texts)
-
+from tests.conftest import RecordingEmbedder
 
 QUESTIONS = [f"question number {i} about the infusion" for i in range(40)]
 
