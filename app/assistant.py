@@ -90,7 +90,9 @@ class Assistant:
         self.embedder = embedder
         self.today = settings.current_date()
         self.passages = knowledge.served(self.today)
-        self.index = PassageIndex(self.passages, store, knowledge.out_of_scope, settings.lexical_weight)
+        self.index = PassageIndex(
+            self.passages, store, knowledge.out_of_scope, settings.lexical_weight, settings.pooling_temperature
+        )
         self.exemplars = ExemplarIndex(gate.exemplars, store)
         self.crisis_discriminant = (
             Discriminant(
