@@ -90,9 +90,7 @@ class Assistant:
         self.embedder = embedder
         self.today = settings.current_date()
         self.passages = knowledge.served(self.today)
-        self.index = PassageIndex(
-            self.passages, store, knowledge.out_of_scope, settings.lexical_weight, settings.pooling_temperature
-        )
+        self.index = PassageIndex(self.passages, store, knowledge.out_of_scope, settings.lexical_weight)
         self.exemplars = ExemplarIndex(gate.exemplars, store)
         self.crisis_discriminant = (
             Discriminant(

@@ -65,10 +65,6 @@ class Settings(BaseSettings):
     out_of_scope_margin: float = Field(default=0.0, ge=-1.0, le=1.0)
     # Weight of the lexical (BM25, 0–1) score added to the dense similarity when ranking.
     lexical_weight: float = Field(default=0.2, ge=0.0, le=1.0)
-    # Ranking pools a passage's cosines (its text and each vetted question) with a soft maximum at
-    # this temperature: several vetted phrasings near the question count for more than one. 0 ranks
-    # by the single best cosine. The score shown and the threshold always use the best cosine.
-    pooling_temperature: float = Field(default=0.05, ge=0.0, le=1.0)
     # Mend misspellings and chat abbreviations in the text matched (never in what is shown).
     spelling_correction: bool = True
     max_suggestions: int = Field(default=3, ge=0, le=10)

@@ -53,7 +53,7 @@ class Hit:
     similarity: float
     # BM25 of the question against the passage, scaled so the best passage scores 1.
     lexical: float
-    # What ranks passages: the pooled similarity (pooled()) plus a lexical nudge.
+    # What ranks passages: similarity plus a lexical nudge.
     rank_score: float
     # The vetted question that matched best, or None when the passage text itself did.
     matched_question: str | None
@@ -75,11 +75,9 @@ class PassageIndex:
         store: VectorStore,
         out_of_scope: Sequence[str] = (),
         lexical_weight: float = 0.2,
-        pooling_temperature: float = 0.0,
     ) -> None:
         self.passages = tuple(passages)
         self.lexical_weight = lexical_weight
-        self.pooling_temperature = pooling_temperature
         texts: list[str] = []
         owners: list[int] = []
         questions: list[str | None] = []
@@ -115,17 +113,6 @@ class PassageIndex:
     def similarities(self, query: np.ndarray) -> np.ndarray:
         """Cosine of a normalised query vector to every passage text and vetted question."""
         return self._matrix @ query.astype(np.float32)
-
-    def pooled(self, sims: np.ndarray, best: np.ndarray) -> np.ndarray:
-        """Each passage's cosines pooled with a soft maximum: t·log Σ exp(cos / t), written from the
-        best one so no exp overflows. One near vector scores about its cosine; several near vectors
-        score a little more (at most t·log n more), so a passage whose vetted phrasings agree
-        outranks one that has a single lucky match. t = 0: the best cosine alone."""
-        t = self.pooling_temperature
-        if t <= 0:
-            return best
-        spread = np.bincount(self._owners, weights=np.exp((sims - best[self._owners]) / t), minlength=len(best))
-        return (best + t * np.log(spread)).astype(np.float32)
 
     def best_vetted_question(self, sims: np.ndarray) -> float:
         """The best cosine to any vetted question, from similarities() (-1 when there are none)."""
@@ -165,7 +152,7 @@ class PassageIndex:
         best = np.full(len(self.passages), -np.inf, dtype=np.float32)
         np.maximum.at(best, self._owners, sims)
         lexical = self.lexical(question)
-        fused = self.pooled(sims, best) + self.lexical_weight * lexical
+        fused = best + self.lexical_weight * lexical
 
         order = np.argsort(-fused, kind="stable")[:k]
         hits = []

@@ -32,41 +32,6 @@ def test_a_passage_scores_its_best_vetted_question(knowledge_dir: Path) -> None:
     assert ranking.out_of_scope == -1.0
 
 
-class _Vectors:
-    """A store stub: chosen texts get chosen vectors, every other text one far from the query."""
-
-    def __init__(self, chosen: dict[str, np.ndarray]) -> None:
-        self.chosen = chosen
-
-    def matrix(self, texts: list[str]) -> np.ndarray:
-        far = np.array([0.0, 0.0, 1.0], dtype=np.float32)
-        return np.stack([self.chosen.get(t, far) for t in texts]) if texts else np.zeros((0, 3), np.float32)
-
-
-def _at_cosine(c: float) -> np.ndarray:
-    """A unit vector whose cosine to the query (1, 0, 0) is c."""
-    return np.array([c, np.sqrt(1 - c * c), 0.0], dtype=np.float32)
-
-
-@pytest.mark.parametrize(("temperature", "winner"), [(0.0, "driving"), (0.05, "sleepy")])
-def test_several_near_vetted_questions_outrank_one_lucky_match(
-    knowledge_dir: Path, temperature: float, winner: str
-) -> None:
-    # "driving" has one vetted question at cosine 0.80; "sleepy" has two, at 0.78 and 0.77. Pooled
-    # with a soft maximum, sleepy's agreeing phrasings win; by the best cosine alone, driving.
-    passages = knowledge.load(knowledge_dir).served(TODAY)
-    by_id = {p.id: p for p in passages}
-    chosen = {by_id["driving"].questions[0]: _at_cosine(0.80)}
-    chosen |= {by_id["sleepy"].questions[0]: _at_cosine(0.78), by_id["sleepy"].questions[1]: _at_cosine(0.77)}
-    idx = PassageIndex(passages, _Vectors(chosen), pooling_temperature=temperature)  # type: ignore[arg-type]
-    ranking = idx.search(np.array([1.0, 0.0, 0.0], dtype=np.float32), "zzzz")
-    top = ranking.hits[0]
-    assert top.passage.id == winner
-    # The score shown (and held to the threshold) is still the passage's best cosine.
-    assert np.isclose(top.similarity, {"driving": 0.80, "sleepy": 0.78}[winner], atol=1e-5)
-    assert top.rank_score >= top.similarity
-
-
 def test_known_out_of_scope_questions_are_measured(knowledge_dir: Path) -> None:
     idx, embedder = index(knowledge_dir, ("How much does it cost?",))
     question = "how much does it cost"
