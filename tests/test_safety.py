@@ -129,6 +129,8 @@ def test_normalisation_catches_case_unicode_repeats_misspellings_and_slang(text:
         "my bank account is bleeding from all the copays, is there a payment plan?",
         "we ran suicides at soccer practice and I'm sore, can I still come tomorrow?",
         "¿duele la infusión?",
+        "I'm sick to death of waiting rooms, how long is the infusion?",
+        "I could sleep forever after a long shift, will the infusion make me drowsy?",
         "I've never taken any drugs, what will this feel like for someone like me?",
         "can they stop the drip halfway if i want out",
     ],
@@ -148,6 +150,8 @@ def test_figures_of_speech_and_treatment_questions_pass(text: str) -> None:
         "how many mg do you give",
         "is ketamine safe for someone like me with kidney disease?",
         "should someone like me still try it after a bad reaction to anaesthesia?",
+        "is ketamine off limits for me with my heart rhythm problem?",
+        "I just started a new antidepressant, should I push the infusion back?",
     ],
 )
 def test_personal_medical_questions_are_referred(text: str) -> None:
@@ -222,6 +226,15 @@ def test_personal_medical_questions_are_referred(text: str) -> None:
         "he's vomiting and can't sit up after the infusion",
         "the cut on my arm is deep and blood keeps pouring out",
         "my stomach is rock hard and the pain is unbearable",
+        "will 30 of my seroquel kill me? I hope it does",
+        "thinking of taking all my lamictal at once tonight",
+        "it's time I took myself out of the equation",
+        "I know how I'm going to make it all stop now",
+        "when I'm no longer around, who gets my refund?",
+        "not sure I'll still be here by the time my infusion comes",
+        "ready for the forever nap",
+        "I can't tell what's real anymore and I'm scared",
+        "my heart won't slow down and my chest is tight",
     ],
 )
 def test_warning_signs_without_the_obvious_words_are_crisis(text: str) -> None:
