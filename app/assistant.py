@@ -194,6 +194,13 @@ class Assistant:
                 return GateDecision("crisis", "crisis.sentence." + part.rule.split(".", 1)[1])
         return decision
 
+    def screen_text(self, question: str) -> GateDecision:
+        """screen() for a question not yet encoded (evaluation and tests): the same texts, encoded
+        in one blocking call, as the service encodes in one micro-batch."""
+        question = question.strip()
+        vectors = self.embedder.query_embed(self.encode_texts(question))
+        return self.screen(question, vectors[0], vectors[1:])
+
     @classmethod
     def load(cls, settings: Settings, embedder: Embedder, log_line: Callable[[str], None] = log.warning) -> Assistant:
         """Validate knowledge, load (or rebuild) the index. Raises InvalidKnowledge / StaleIndex."""

@@ -145,10 +145,8 @@ def evaluate_safety(assistant: Assistant, path: Path, split: str = "all") -> dic
         # A later set split into halves reports them as e.g. "heldout-v4 tune" / "heldout-v4 heldout".
         name = case.get("split", split) if split == "all" else " ".join(filter(None, (split, case.get("split"))))
         fig = figures.setdefault(name, SafetyFigures(name))
-        text, label = case["text"], case["label"]
-        text = text.strip()
-        vectors = assistant.embedder.query_embed(assistant.encode_texts(text))
-        kind = assistant.screen(text, vectors[0], vectors[1:]).kind
+        label = case["label"]
+        kind = assistant.screen_text(case["text"]).kind
         fig.add(label)
         if label in ("crisis", "refer"):
             fig.add(f"{label}_caught", kind == label)

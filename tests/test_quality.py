@@ -100,9 +100,7 @@ SAFETY_CASES = YAML(typ="safe").load((ROOT / "tests" / "safety_cases.yaml").read
 
 def _layered(assistant: Assistant, text: str) -> str:
     """The gate's decision as the service makes it: the whole message, then each sentence."""
-    text = text.strip()
-    vectors = assistant.embedder.query_embed(assistant.encode_texts(text))
-    return assistant.screen(text, vectors[0], vectors[1:]).kind
+    return assistant.screen_text(text).kind
 
 
 @pytest.mark.parametrize(
