@@ -128,18 +128,18 @@ def tune(
 ) -> None:
     """Fine-tune the base model on the labelled data into KETAMINE_QA_MODEL's folder (~10 min on 2 cores)."""
     from app.config import ROOT
+    from app.embedder import names_folder
     from app.tuning import training_data, tuning_problem
     from app.tuning import tune as run
 
     settings = _checked_settings(knowledge_dir)
     target = Path(settings.model)
-    if not ("/" in settings.model or "\\" in settings.model):
+    if not names_folder(settings.model):
         typer.secho(
             f"KETAMINE_QA_MODEL={settings.model!r} names a package; tuning writes a folder.", fg="red", err=True
         )
         raise typer.Exit(2)
-    problem = tuning_problem(settings.base_model, target)
-    if if_stale and problem is None:
+    if if_stale and tuning_problem(settings.base_model, target) is None:
         typer.echo(f"Tuned model in {target} is current.")
         return
     data = training_data(settings.knowledge_dir, labelled or ROOT)
@@ -148,7 +148,7 @@ def tune(
         settings.base_model,
         target,
         data,
-        steps=steps or STEPS,
+        steps=steps,
         threads=settings.embed_threads or None,
         progress=typer.echo,
     )

