@@ -9,14 +9,44 @@ the answer paragraph).
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import ModuleType
 
-import bm25s
 import numpy as np
 
 from app.knowledge import Passage
 from app.store import VectorStore
+
+
+def _import_bm25s() -> ModuleType:
+    """bm25s, imported without scipy.
+
+    bm25s imports `scipy.sparse` whenever scipy is installed (sentence-transformers brings it) only
+    to offer a sparse-matrix backend; its numpy backend gives the same scores. On the onnx service
+    nothing else loads scipy, and that import alone is ~22 MB of a 300 MB budget
+    (docs/benchmarks.md). So scipy is hidden while bm25s loads, and only then: a `None` entry in
+    sys.modules makes an import raise ImportError, which bm25s handles.
+    """
+    if "bm25s" in sys.modules or "scipy.sparse" in sys.modules:
+        import bm25s
+
+        return bm25s
+    hidden = {name: sys.modules.get(name) for name in ("scipy", "scipy.sparse")}
+    sys.modules.update(dict.fromkeys(hidden))  # type: ignore[arg-type]  # None: "this import fails"
+    try:
+        import bm25s
+    finally:
+        for name, module in hidden.items():
+            if module is None:
+                del sys.modules[name]
+            else:
+                sys.modules[name] = module
+    return bm25s
+
+
+bm25s = _import_bm25s()
 
 # Words that carry no topic: dropped before lexical scoring. "after", "before" and "during" are
 # kept: the time frame is what tells the during-the-infusion passage from the after one.
@@ -97,7 +127,7 @@ class PassageIndex:
         self._out_of_scope = store.matrix(list(out_of_scope))
         documents = [lexical_tokens(" ".join((p.section, p.text, *p.questions))) for p in self.passages]
         self._vocabulary = frozenset(t for d in documents for t in d)
-        self._bm25 = bm25s.BM25()
+        self._bm25 = bm25s.BM25(csc_backend="numpy")
         if self.passages:
             self._bm25.index(documents, show_progress=False)
 

@@ -7,7 +7,9 @@ two objectives at once, the same network (same size, same speed) answered 87.8 â
 
 - retrieval: a patient question (or vetted alternate question) â†’ its passage's texts, with the
   other passages of the batch and known out-of-scope questions as negatives (in-batch negatives,
-  the MultipleNegativesRankingLoss recipe written out);
+  the MultipleNegativesRankingLoss recipe written out), except a passage the question's label also
+  accepts (recipe 2: 19 % of the labelled questions name two passages, and recipe 1 pushed each
+  away from its second right answer);
 - safety: crisis messages close to each other, ordinary ones close to each other, crisis far from
   ordinary (cosine regressed to 1 / 1 / 0), so the gate's exemplars keep working.
 
@@ -31,7 +33,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ruamel.yaml import YAML
@@ -40,7 +42,7 @@ from app.knowledge import load as load_knowledge
 from app.safety import SafetyGate
 
 # Bump when the recipe changes: a model tuned by an older recipe is stale.
-RECIPE = 1
+RECIPE = 2
 STEPS = 300
 BATCH = 16
 LEARNING_RATE = 2e-5
@@ -65,6 +67,9 @@ class TrainingData:
     passage_texts: dict[str, tuple[str, ...]]
     anchors: dict[str, tuple[str, ...]]
     out_of_scope: tuple[str, ...]
+    # question -> every passage id a clinician accepts for it, for questions with more than one:
+    # those passages are not negatives for it (it must not be pushed away from a right answer).
+    accepted: dict[str, frozenset[str]] = field(default_factory=dict)
 
     def fingerprint(self) -> str:
         blob = json.dumps(
@@ -74,6 +79,7 @@ class TrainingData:
                 sorted(self.passage_texts.items()),
                 sorted(self.anchors.items()),
                 self.out_of_scope,
+                sorted((q, sorted(ids)) for q, ids in self.accepted.items()),
             ],
             ensure_ascii=False,
         )
@@ -112,6 +118,7 @@ def training_data(knowledge_dir: Path, labelled_root: Path) -> TrainingData:
     passage_texts = {p.id: (p.text, *p.questions) for p in passages}
     anchors: dict[str, list[str]] = {p.id: list(p.questions) for p in passages}
     out_of_scope = list(knowledge.out_of_scope)
+    accepted: dict[str, set[str]] = {}
     questions_file = labelled_root / "eval" / "questions.yaml"
     if questions_file.exists():
         for item in yaml.load(questions_file.read_text(encoding="utf-8"))["questions"]:
@@ -121,13 +128,28 @@ def training_data(knowledge_dir: Path, labelled_root: Path) -> TrainingData:
                 out_of_scope.append(item["q"])
             elif item["expect"][0] in anchors:
                 anchors[item["expect"][0]].append(item["q"])
+                if len(item["expect"]) > 1:
+                    accepted.setdefault(item["q"].strip(), set()).update(item["expect"])
     return TrainingData(
         crisis=_unique(crisis),
         ordinary=_unique(ordinary),
         passage_texts=passage_texts,
         anchors={pid: _unique(qs) for pid, qs in anchors.items() if qs},
         out_of_scope=_unique(out_of_scope),
+        accepted={q: frozenset(ids) for q, ids in accepted.items()},
     )
+
+
+def also_right(queries: list[str], chosen: list[str], accepted: dict[str, frozenset[str]]) -> list[tuple[int, int]]:
+    """(row, column) of a batch's in-batch negatives that are in fact accepted answers to the row's
+    question: query i is paired with passage chosen[i]; another chosen passage its label accepts
+    must not be pushed away."""
+    return [
+        (i, j)
+        for i, query in enumerate(queries)
+        for j, pid in enumerate(chosen)
+        if j != i and pid in accepted.get(query, ())
+    ]
 
 
 def _weights_fingerprint(path: Path) -> str:
@@ -215,6 +237,11 @@ def tune(
         if len(negatives) >= BATCH:
             columns.append(embed(rng.sample(negatives, BATCH)))
         logits = embed(queries) @ torch.cat(columns).T * SCALE
+        # Another passage the question's label accepts is not a wrong answer: left out of its softmax.
+        accepted = torch.zeros_like(logits, dtype=torch.bool)
+        for i, j in also_right(queries, chosen, data.accepted):
+            accepted[i, j] = True
+        logits = logits.masked_fill(accepted, float("-inf"))
         retrieval_loss = torch.nn.functional.cross_entropy(logits, torch.arange(per_batch))
         loss = safety_weight * safety_loss + retrieval_loss
         optimiser.zero_grad()

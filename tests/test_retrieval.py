@@ -1,3 +1,6 @@
+import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -79,3 +82,30 @@ def test_discriminant_needs_texts_on_both_sides() -> None:
         Discriminant(one, [np.ones((5, 4), dtype=np.float32)], 0.99)
     with pytest.raises(ValueError, match="two texts on each side"):
         Discriminant(np.ones((5, 4), dtype=np.float32), [np.empty((0, 4), dtype=np.float32)], 0.99)
+
+
+def test_the_service_does_not_load_scipy_for_bm25() -> None:
+    """bm25s loads scipy.sparse when it is installed (~22 MB of the onnx service's memory budget)."""
+    code = (
+        "import sys, app.retrieval as r; assert not [m for m in sys.modules if m.startswith('scipy')], 'scipy loaded';"
+        "import scipy.sparse"  # hidden only while bm25s loads: scipy still imports for anything else
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
+
+
+def test_bm25_is_lucene_bm25_over_each_passage(knowledge_dir: Path) -> None:
+    """The textbook formula (Lucene idf, k1 1.5, b 0.75, bm25s's defaults), written out as an oracle:
+    the numpy backend must score exactly what the library's scipy backend scored before."""
+    idx, _ = index(knowledge_dir)
+    documents = [lexical_tokens(" ".join((p.section, p.text, *p.questions))) for p in idx.passages]
+    average = sum(map(len, documents)) / len(documents)
+    for question in ("Will I feel sleepy after?", "can I drive home", "sleepy sleepy tired feel"):
+        expected = np.zeros(len(documents))
+        for token in (t for t in lexical_tokens(question) if t in idx._vocabulary):
+            df = sum(token in d for d in documents)
+            idf = math.log(1 + (len(documents) - df + 0.5) / (df + 0.5))
+            for i, d in enumerate(documents):
+                tf = d.count(token)
+                expected[i] += idf * tf / (1.5 * (0.25 + 0.75 * len(d) / average) + tf)
+        assert expected.max() > 0
+        assert np.allclose(idx.lexical(question), expected / expected.max(), atol=1e-6)

@@ -9,7 +9,7 @@ import pytest
 
 from app.config import BASE_CALIBRATION
 from app.embedder import model_calibration, model_id_for, resolve_model_path
-from app.tuning import CALIBRATION, META_FILE, RECIPE, training_data, tuning_problem
+from app.tuning import CALIBRATION, META_FILE, RECIPE, also_right, training_data, tuning_problem
 
 
 def _write(path: Path, text: str) -> None:
@@ -26,6 +26,9 @@ def labelled(tmp_path: Path) -> Path:
   - q: "will i be sore the next day"
     expect: [sleepy]
     split: tune
+  - q: "can i drive if i feel drowsy"
+    expect: [driving, sleepy]
+    split: retired
   - q: "how much is parking"
     expect: no_match
     category: off_topic
@@ -63,6 +66,18 @@ def test_training_data_holds_what_was_read_and_never_a_held_out_text(knowledge_d
     assert not everything & {"the held out question", "held out crisis message", "newest blind crisis message"}
     # Only approved passages are retrieval targets: a draft never shapes the model.
     assert "sleepy" in data.passage_texts and "eating-draft" not in data.passage_texts
+
+
+def test_a_second_accepted_passage_is_never_a_negative(knowledge_dir: Path, labelled: Path) -> None:
+    data = training_data(knowledge_dir, labelled)
+    question = "can i drive if i feel drowsy"
+    # Trained towards its first passage; its second is recorded as a right answer too.
+    assert question in data.anchors["driving"] and question not in data.anchors.get("sleepy", ())
+    assert data.accepted == {question: frozenset({"driving", "sleepy"})}
+    # In a batch pairing it with "driving", the "sleepy" column is masked; the other rows are not.
+    queries = [question, "will i be sore the next day", "what can i eat"]
+    chosen = ["driving", "sleepy", "eating"]
+    assert also_right(queries, chosen, data.accepted) == [(0, 1)]
 
 
 def test_training_data_fingerprint_follows_the_data(knowledge_dir: Path, labelled: Path) -> None:
