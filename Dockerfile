@@ -31,7 +31,7 @@ COPY tests/*.yaml ./tests/
 # Fine-tune the shipped MiniLM on them (seeded, ~10 minutes on 2 cores; no download), export the
 # tuned model to ONNX (torch is needed only for these two steps), then build the index, so a
 # container starts without embedding anything. The container serves on onnxruntime: the backend
-# that meets every performance target in docs/benchmarks.md (torch misses two).
+# that meets every performance target in docs/benchmarks.md (torch misses one).
 RUN python -m app validate \
     && python -m app tune --labelled /app \
     && python -m app export-onnx --if-stale \

@@ -62,16 +62,20 @@ def resolve_model_path(model: str) -> Path:
     return Path(get_path())
 
 
+# What `python -m app tune` (app/tuning.py) writes beside a tuned model's weights.
+TUNING_META = "tuning.json"
+
+
 def tuned_weights(path: Path) -> str | None:
     """The weights' hash a tuned model records in tuning.json, or None for any other model."""
-    weights = _tuning(path).get("weights")
+    weights = tuning_meta(path).get("weights")
     return str(weights) if weights else None
 
 
-def _tuning(path: Path) -> dict[str, object]:
+def tuning_meta(path: Path) -> dict[str, object]:
     """A tuned model's tuning.json (app/tuning.py), or {} for any other model."""
     try:
-        meta = json.loads((path / "tuning.json").read_text(encoding="utf-8"))
+        meta = json.loads((path / TUNING_META).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     return meta if isinstance(meta, dict) else {}
@@ -91,7 +95,7 @@ def model_calibration(model: str) -> dict[str, float]:
     from app.config import BASE_CALIBRATION, CALIBRATION_KEYS
 
     try:
-        calibration = _tuning(resolve_model_path(model)).get("calibration")
+        calibration = tuning_meta(resolve_model_path(model)).get("calibration")
     except ValueError:
         calibration = None
     if not isinstance(calibration, dict):

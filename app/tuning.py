@@ -38,6 +38,7 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
+from app.embedder import TUNING_META, tuning_meta
 from app.knowledge import load as load_knowledge
 from app.safety import SafetyGate
 
@@ -50,7 +51,7 @@ SCALE = 20.0  # in-batch softmax temperature (MultipleNegativesRankingLoss's def
 SEED = 0
 # Weight of the safety objective against the retrieval one.
 SAFETY_WEIGHT = 1.0
-META_FILE = "tuning.json"
+META_FILE = TUNING_META
 # Chosen for this recipe on writers the model was not trained on (docs/answer-quality.md,
 # docs/safety.md): the tuned model's cosines run high, so an answer needs 0.70 (base: 0.42; on v7 and
 # v8), a known out-of-scope question wins unless the passage beats it by 0.04, and the gate's
@@ -160,22 +161,14 @@ def _weights_fingerprint(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_meta(target: Path) -> dict[str, object] | None:
-    try:
-        meta = json.loads((target / META_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return meta if isinstance(meta, dict) else None
-
-
 def tuning_problem(base: str, target: Path) -> str | None:
     """Why the tuned model in target must be (re)made, or None when it is current.
 
     The data fingerprint is recorded, not compared: a new vetted question must not cost a clinic
     a ten-minute retrain at start-up; `python -m app tune` retrains when an editor wants it.
     """
-    meta = read_meta(target)
-    if meta is None or not (target / "model.safetensors").exists():
+    meta = tuning_meta(target)
+    if not meta or not (target / "model.safetensors").exists():
         return f"no tuned model in {target}"
     if meta.get("recipe") != RECIPE or meta.get("base") != base:
         return f"{target} was tuned by another recipe or from another base model"
