@@ -126,6 +126,8 @@ class Assistant:
         )
         if "crisis_semantic_margin" in calibration:
             gate.crisis = dataclasses.replace(gate.crisis, semantic_margin=calibration["crisis_semantic_margin"])
+        if "crisis_semantic_threshold" in calibration:
+            gate.crisis = dataclasses.replace(gate.crisis, semantic_threshold=calibration["crisis_semantic_threshold"])
         self.speller = (
             SpellingCorrector(
                 [

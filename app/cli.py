@@ -129,7 +129,7 @@ def tune(
     """Fine-tune the base model on the labelled data into KETAMINE_QA_MODEL's folder (~10 min on 2 cores)."""
     from app.config import ROOT
     from app.embedder import names_folder
-    from app.tuning import training_data, tuning_problem
+    from app.tuning import recalibrate, training_data, tuning_problem
     from app.tuning import tune as run
 
     settings = _checked_settings(knowledge_dir)
@@ -140,7 +140,8 @@ def tune(
         )
         raise typer.Exit(2)
     if if_stale and tuning_problem(settings.base_model, target) is None:
-        typer.echo(f"Tuned model in {target} is current.")
+        recalibrated = recalibrate(target)
+        typer.echo(f"Tuned model in {target} is current" + ("; its thresholds were updated." if recalibrated else "."))
         return
     data = training_data(settings.knowledge_dir, labelled or ROOT)
     typer.echo(f"Tuning {settings.base_model} on {data.summary()} …")

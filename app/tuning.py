@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import shutil
 import tempfile
@@ -57,7 +58,16 @@ META_FILE = TUNING_META
 # v8), a known out-of-scope question wins unless the passage beats it by 0.04, and the gate's
 # semantic crisis layer needs a lead of 0.05 over ordinary texts, not safety.yaml's 0.10 (v11 to v13
 # with their own messages out of the exemplars: 456 vs 438 of 492 crises caught, the same idioms).
-CALIBRATION = {"answer_threshold": 0.70, "out_of_scope_margin": -0.04, "crisis_semantic_margin": 0.05}
+# That layer's floor is 0.60, not safety.yaml's 0.50 (session 8: at 0.50 "how tall is mount
+# everest" and "🍕🍕🍕" got the crisis reply; 0.60 was the highest of 0.55/0.60/0.65/0.68 that
+# loses no crisis on any read set). Thresholds are not weights: `tune --if-stale` writes a changed
+# calibration into a current model's tuning.json without retraining (recalibrate()).
+CALIBRATION = {
+    "answer_threshold": 0.70,
+    "out_of_scope_margin": -0.04,
+    "crisis_semantic_margin": 0.05,
+    "crisis_semantic_threshold": 0.60,
+}
 
 
 @dataclass(frozen=True)
@@ -173,6 +183,21 @@ def tuning_problem(base: str, target: Path) -> str | None:
     if meta.get("recipe") != RECIPE or meta.get("base") != base:
         return f"{target} was tuned by another recipe or from another base model"
     return None
+
+
+def recalibrate(target: Path) -> bool:
+    """Give a current tuned model this recipe's CALIBRATION (True when its tuning.json changed)."""
+    meta = tuning_meta(target)
+    if meta.get("calibration") == CALIBRATION:
+        return False
+    meta["calibration"] = CALIBRATION
+    file = target / META_FILE
+    stat = file.stat()
+    file.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+    # The weights stand: keep the file's time, so scripts/setup does not take the ONNX export and
+    # the index made from them for stale.
+    os.utime(file, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    return True
 
 
 def tune(

