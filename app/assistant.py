@@ -128,6 +128,8 @@ class Assistant:
             gate.crisis = dataclasses.replace(gate.crisis, semantic_margin=calibration["crisis_semantic_margin"])
         if "crisis_semantic_threshold" in calibration:
             gate.crisis = dataclasses.replace(gate.crisis, semantic_threshold=calibration["crisis_semantic_threshold"])
+        if "refer_lexical_guard" in calibration:
+            gate.refer = dataclasses.replace(gate.refer, lexical_guard=calibration["refer_lexical_guard"])
         self.speller = (
             SpellingCorrector(
                 [

@@ -18,9 +18,15 @@ DEFAULT_NOTICE = (
 # all-MiniLM-L6-v2's decision thresholds, calibrated on eval/ (docs/answer-quality.md). A tuned
 # model brings its own in tuning.json, and may also set `crisis_semantic_margin` and
 # `crisis_semantic_threshold` (otherwise the crisis layer's values in knowledge/safety.yaml,
-# calibrated for the base model, hold).
+# calibrated for the base model, hold) and `refer_lexical_guard` (otherwise none).
 BASE_CALIBRATION = {"answer_threshold": 0.42, "out_of_scope_margin": 0.0}
-CALIBRATION_KEYS = ("answer_threshold", "out_of_scope_margin", "crisis_semantic_margin", "crisis_semantic_threshold")
+CALIBRATION_KEYS = (
+    "answer_threshold",
+    "out_of_scope_margin",
+    "crisis_semantic_margin",
+    "crisis_semantic_threshold",
+    "refer_lexical_guard",
+)
 
 
 class ApiKey(BaseModel):

@@ -145,6 +145,9 @@ class _Rules:
     # when the best crisis exemplar also beats the best ordinary text by `discriminant_margin`.
     discriminant_quantile: float | None = None
     discriminant_margin: float = 0.0
+    # Refer only, set by a model's calibration: a refer word or pattern ("my pills") is overruled
+    # when the whole message is nearer an ordinary text than any refer message by this much.
+    lexical_guard: float | None = None
 
 
 @dataclass
@@ -202,6 +205,8 @@ class SafetyGate:
         if not idiomatic and words >= DISCRIMINANT_MIN_WORDS and self._discriminant(self.crisis, similarity):
             return GateDecision("crisis", "crisis.discriminant")
         rule = self._lexical("refer", self.refer, text, squeezed, misspelt, fuzzy=False)
+        if rule and self._reads_as_ordinary(self.refer, similarity):
+            rule = None
         if rule or self._semantic(self.refer, "refer", similarity):
             return GateDecision("refer", rule or "refer.semantic")
         return GateDecision("pass", "pass")
@@ -236,6 +241,15 @@ class SafetyGate:
             and score - similarity.get("benign", -1.0) >= rules.semantic_margin
             and score > rival
         )
+
+    @staticmethod
+    def _reads_as_ordinary(rules: _Rules, similarity: Mapping[str, float] | None) -> bool:
+        """A refer word in a question the embedding reads as an ordinary one about the treatment
+        ("how quick does it work, do i have to wait weeks like with my pills?"): nearer a vetted
+        question or benign message than any refer message by the model's `lexical_guard`."""
+        if not similarity or rules.lexical_guard is None:
+            return False
+        return similarity.get("benign", -1.0) - similarity.get("refer", -1.0) >= rules.lexical_guard
 
     @staticmethod
     def _discriminant(rules: _Rules, similarity: Mapping[str, float] | None) -> bool:

@@ -67,6 +67,7 @@ CALIBRATION = {
     "out_of_scope_margin": -0.04,
     "crisis_semantic_margin": 0.05,
     "crisis_semantic_threshold": 0.60,
+    "refer_lexical_guard": 0.15,
 }
 
 

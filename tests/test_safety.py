@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -273,6 +274,21 @@ def test_a_question_nearer_a_refer_message_is_no_semantic_crisis() -> None:
     quiet = "should i skip my evening pill"
     assert GATE.check(quiet, {"crisis": 0.70, "refer": 0.75, "benign": 0.4}).kind == "refer"
     assert GATE.check(quiet, {"crisis": 0.70, "refer": 0.60, "benign": 0.4}).rule == "crisis.semantic"
+
+
+def test_a_refer_word_in_a_question_that_reads_as_ordinary_is_overruled_only_by_a_model_that_sets_a_guard() -> None:
+    question = "do i have to wait weeks like with my pills"
+    ordinary = {"crisis": 0.3, "refer": 0.70, "benign": 0.86}
+    # No guard (the base model, or no similarity at all): the word list decides.
+    assert GATE.check(question, ordinary).kind == "refer" and GATE.refer.lexical_guard is None
+    guarded = dataclasses.replace(GATE, refer=dataclasses.replace(GATE.refer, lexical_guard=0.15))
+    assert guarded.check(question, ordinary).kind == "pass"
+    assert guarded.check(question).kind == "refer"
+    # Nearer a refer message, or not far enough from one: still referred.
+    assert guarded.check(question, {**ordinary, "refer": 0.72}).kind == "refer"
+    assert guarded.check("can i take my lexapro the morning of", {**ordinary, "refer": 0.90}).kind == "refer"
+    # The guard never touches the crisis layers, which run first.
+    assert guarded.check("i took all my pills tonight", ordinary).kind == "crisis"
 
 
 def test_discriminant_layer_fires_past_its_line_unless_an_ordinary_text_is_nearer() -> None:
