@@ -91,7 +91,17 @@ class Assistant:
         self.embedder = embedder
         self.today = settings.current_date()
         self.passages = knowledge.served(self.today)
-        self.index = PassageIndex(self.passages, store, knowledge.out_of_scope, settings.lexical_weight)
+        # The thresholds belong to the model: a tuned model's cosines run higher than the base's.
+        calibration = (
+            dict(BASE_CALIBRATION) if embedder.model_id.startswith("fake:") else model_calibration(settings.model)
+        )
+        lexical_weight = settings.lexical_weight
+        self.index = PassageIndex(
+            self.passages,
+            store,
+            knowledge.out_of_scope,
+            calibration["lexical_weight"] if lexical_weight is None else lexical_weight,
+        )
         self.exemplars = ExemplarIndex(gate.exemplars, store)
         self.crisis_discriminant = (
             Discriminant(
@@ -112,10 +122,6 @@ class Assistant:
         # exemplars that are one sentence, or "so do you require a driver?" would look like a crisis.
         self._one_sentence_crisis = np.asarray([not sentences(t) for t in gate.exemplars.get("crisis", [])], dtype=bool)
         self.decline_text = knowledge.messages["no_match"].text
-        # The thresholds belong to the model: a tuned model's cosines run higher than the base's.
-        calibration = (
-            dict(BASE_CALIBRATION) if embedder.model_id.startswith("fake:") else model_calibration(settings.model)
-        )
         self.answer_threshold = (
             settings.answer_threshold if settings.answer_threshold is not None else calibration["answer_threshold"]
         )

@@ -19,10 +19,11 @@ DEFAULT_NOTICE = (
 # model brings its own in tuning.json, and may also set `crisis_semantic_margin` and
 # `crisis_semantic_threshold` (otherwise the crisis layer's values in knowledge/safety.yaml,
 # calibrated for the base model, hold) and `refer_lexical_guard` (otherwise none).
-BASE_CALIBRATION = {"answer_threshold": 0.42, "out_of_scope_margin": 0.0}
+BASE_CALIBRATION = {"answer_threshold": 0.42, "out_of_scope_margin": 0.0, "lexical_weight": 0.2}
 CALIBRATION_KEYS = (
     "answer_threshold",
     "out_of_scope_margin",
+    "lexical_weight",
     "crisis_semantic_margin",
     "crisis_semantic_threshold",
     "refer_lexical_guard",
@@ -83,8 +84,9 @@ class Settings(BaseSettings):
     # close relative to the best passage (negative: the passage must win by that much). Unset: as
     # for answer_threshold.
     out_of_scope_margin: float | None = Field(default=None, ge=-1.0, le=1.0)
-    # Weight of the lexical (BM25, 0–1) score added to the dense similarity when ranking.
-    lexical_weight: float = Field(default=0.2, ge=0.0, le=1.0)
+    # Weight of the lexical (BM25, 0–1) score added to the dense similarity when ranking. Unset: as
+    # for answer_threshold (the tuned model has learnt most of what BM25 adds: 0.05; base 0.2).
+    lexical_weight: float | None = Field(default=None, ge=0.0, le=1.0)
     # Mend misspellings and chat abbreviations in the text matched (never in what is shown).
     spelling_correction: bool = True
     max_suggestions: int = Field(default=3, ge=0, le=10)

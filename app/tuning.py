@@ -60,11 +60,17 @@ META_FILE = TUNING_META
 # with their own messages out of the exemplars: 456 vs 438 of 492 crises caught, the same idioms).
 # That layer's floor is 0.60, not safety.yaml's 0.50 (session 8: at 0.50 "how tall is mount
 # everest" and "🍕🍕🍕" got the crisis reply; 0.60 was the highest of 0.55/0.60/0.65/0.68 that
-# loses no crisis on any read set). Thresholds are not weights: `tune --if-stale` writes a changed
+# loses no crisis on any read set). The BM25 nudge is 0.05, not the base model's 0.2: the tuned
+# model has learnt most of what the lexical score added (session 8, on v12 and v13, read but not
+# trained on: 396 vs 388 of 414 right first). A refer word is overruled when the message is nearer an
+# ordinary text than any refer message by 0.15 (refer_lexical_guard; session 8, on every read
+# set: the smallest of 0.10/0.12/0.15/0.20 that lets no refer, crisis or uncovered message through).
+# Thresholds are not weights: `tune --if-stale` writes a changed
 # calibration into a current model's tuning.json without retraining (recalibrate()).
 CALIBRATION = {
     "answer_threshold": 0.70,
     "out_of_scope_margin": -0.04,
+    "lexical_weight": 0.05,
     "crisis_semantic_margin": 0.05,
     "crisis_semantic_threshold": 0.60,
     "refer_lexical_guard": 0.15,

@@ -117,3 +117,16 @@ def test_the_crisis_word_lists_also_read_the_spelling_mended_question(shipped_se
     assert decision.kind == "crisis" and decision.rule.startswith("crisis.spelling.pattern")
     reply = assistant.ask(text)
     assert reply.kind == "crisis" and reply.answer.endswith(reply.notice)
+
+
+def test_the_bm25_nudge_is_the_models_unless_the_clinic_sets_one(settings: Settings) -> None:
+    from app.config import BASE_CALIBRATION
+
+    assert Assistant.load(settings, FakeEmbedder()).index.lexical_weight == BASE_CALIBRATION["lexical_weight"]
+    chosen = settings.model_copy(update={"lexical_weight": 0.0})
+    assistant = Assistant.load(chosen, FakeEmbedder())
+    assert assistant.index.lexical_weight == 0.0
+    # Ranking then follows the dense similarity alone.
+    question = "who drives me home, will i feel drowsy"
+    ranking = assistant.index.search(assistant.embedder.query_embed([question])[0], question)
+    assert ranking.hits and [h.rank_score for h in ranking.hits] == [h.similarity for h in ranking.hits]

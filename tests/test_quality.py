@@ -108,6 +108,7 @@ def test_the_service_runs_the_tuned_model_with_its_own_thresholds(assistant: Ass
     assert assistant.gate.crisis.semantic_threshold == CALIBRATION["crisis_semantic_threshold"]
     assert assistant.gate.crisis.semantic_margin == CALIBRATION["crisis_semantic_margin"]
     assert assistant.gate.refer.lexical_guard == CALIBRATION["refer_lexical_guard"]
+    assert assistant.index.lexical_weight == CALIBRATION["lexical_weight"] != BASE_CALIBRATION["lexical_weight"]
 
 
 @pytest.mark.parametrize(
