@@ -242,14 +242,14 @@ def evaluate(
 ) -> None:
     """Run the labelled set through the /v1/ask code path; print figures; exit 1 below the gates."""
     from app.embedder import load_embedder
-    from app.evaluation import GATES, below_gates, evaluate_safety, load_cases
+    from app.evaluation import GATES, SPLITS, below_gates, evaluate_safety, load_cases
     from app.evaluation import evaluate as run
 
     settings = _settings()
     embedder = load_embedder(settings.embedder, settings.model, settings.onnx_dir, settings.embed_threads)
     assistant = Assistant.load(settings, embedder)
     figures = run(assistant, load_cases(questions))
-    for name in ("tune", "retired", "heldout"):
+    for name in SPLITS:
         if name not in figures:
             continue
         fig = figures[name]

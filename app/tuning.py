@@ -18,10 +18,11 @@ the data from this repository. The run is seeded; `python -m app tune` writes a 
 folder (KETAMINE_QA_MODEL points at it) with `tuning.json`: recipe, data fingerprint and the
 thresholds calibrated for this model (its cosines run higher than the base model's).
 
-Training data is every labelled text the project has *read*: the knowledge (passage texts, vetted
+Training data is the labelled texts the project has *read*: the knowledge (passage texts, vetted
 alternate questions, out-of-scope questions, safety exemplars), the evaluation questions outside
-the held-out split, and the safety sets' cases not marked `split: heldout`, skipping a whole set
-marked `tuned_on: false` (the newest blind set, kept to judge the model).
+the `heldout` and `read` splits (`read`: sets read since they were held out, not yet trained on),
+and the safety sets' cases not marked `split: heldout`, skipping a whole set marked
+`tuned_on: false` (the newest blind sets, kept to judge the model).
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ from app.embedder import TUNING_META, tuning_meta
 from app.knowledge import load as load_knowledge
 from app.safety import SafetyGate
 
+# Evaluation questions never trained on: the held-out split, and sets read since they were held out
+# (`read`: their misses informed choices, so they no longer judge the service; eval/README.md).
+UNTRAINED_SPLITS = ("heldout", "read")
 # Bump when the recipe changes: a model tuned by an older recipe is stale.
 RECIPE = 2
 STEPS = 300
@@ -140,7 +144,7 @@ def training_data(knowledge_dir: Path, labelled_root: Path) -> TrainingData:
     questions_file = labelled_root / "eval" / "questions.yaml"
     if questions_file.exists():
         for item in yaml.load(questions_file.read_text(encoding="utf-8"))["questions"]:
-            if item["split"] == "heldout":
+            if item["split"] in UNTRAINED_SPLITS:
                 continue
             if item["expect"] == "no_match":
                 out_of_scope.append(item["q"])

@@ -37,6 +37,10 @@ def labelled(tmp_path: Path) -> Path:
   - q: "the held out question"
     expect: [sleepy]
     split: heldout
+  - q: "a question read since it was held out"
+    expect: no_match
+    category: uncovered
+    split: read
 """,
     )
     _write(
@@ -64,7 +68,12 @@ def test_training_data_holds_what_was_read_and_never_a_held_out_text(knowledge_d
     assert "how much is parking" in data.out_of_scope
     everything = {*data.crisis, *data.ordinary, *data.out_of_scope, *(q for qs in data.anchors.values() for q in qs)}
     # The held-out evaluation split, held-out halves and a set marked tuned_on: false judge the model.
-    assert not everything & {"the held out question", "held out crisis message", "newest blind crisis message"}
+    assert not everything & {
+        "the held out question",
+        "a question read since it was held out",
+        "held out crisis message",
+        "newest blind crisis message",
+    }
     # Only approved passages are retrieval targets: a draft never shapes the model.
     assert "sleepy" in data.passage_texts and "eating-draft" not in data.passage_texts
 
