@@ -95,13 +95,10 @@ class Assistant:
         calibration = (
             dict(BASE_CALIBRATION) if embedder.model_id.startswith("fake:") else model_calibration(settings.model)
         )
-        lexical_weight = settings.lexical_weight
-        self.index = PassageIndex(
-            self.passages,
-            store,
-            knowledge.out_of_scope,
-            calibration["lexical_weight"] if lexical_weight is None else lexical_weight,
+        lexical_weight = (
+            settings.lexical_weight if settings.lexical_weight is not None else calibration["lexical_weight"]
         )
+        self.index = PassageIndex(self.passages, store, knowledge.out_of_scope, lexical_weight)
         self.exemplars = ExemplarIndex(gate.exemplars, store)
         self.crisis_discriminant = (
             Discriminant(
