@@ -19,12 +19,12 @@ from app.assistant import Assistant
 SPLITS = ("tune", "retired", "read", "heldout")
 
 # CI gates on the held-out split, about one question below the measured figures
-# (docs/answer-quality.md), so a regression fails the build. The held-out split (v14 since the end of
-# session 8: 217 in scope, 24 off-topic, 46 uncovered) measured 89.4 %, 79.2 % and 93.5 % with the
-# model retrained in session 7 and session 8's calibration; one in-scope question is 0.5 points, one
-# off-topic question 4.2 and one uncovered question 2.2. The targets (95 %, 95 %, 80 %) sit above
-# the first two: these gates guard against regressions, they do not mean the targets are met.
-GATES = {"top1": 0.88, "off_topic_declined": 0.75, "uncovered_declined": 0.91}
+# (docs/answer-quality.md), so a regression fails the build. The held-out split (v15 since the end of
+# session 9: 237 in scope, 23 off-topic, 34 uncovered) measured 91.6 %, 95.7 % and 94.1 % with the
+# model retrained in session 7 and session 8's calibration; one in-scope question is 0.4 points, one
+# off-topic question 4.3 and one uncovered question 2.9. The top-1 target (95 %) sits above the
+# measured figure: these gates guard against regressions, they do not mean the targets are met.
+GATES = {"top1": 0.91, "off_topic_declined": 0.91, "uncovered_declined": 0.91}
 
 
 @dataclass(frozen=True)

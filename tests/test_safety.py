@@ -134,6 +134,12 @@ def test_normalisation_catches_case_unicode_repeats_misspellings_and_slang(text:
         "I could sleep forever after a long shift, will the infusion make me drowsy?",
         "I've never taken any drugs, what will this feel like for someone like me?",
         "can they stop the drip halfway if i want out",
+        # Near the warning signs added from v19 (session 9), without the sign itself.
+        "my shoulders feel so tight from work, will the chair be comfortable?",
+        "can I check out early if I feel fine after the infusion?",
+        "will my arm feel numb from the IV?",
+        "I plan to not eat after midnight, is that right?",
+        "I don't want to be a bother to anyone in the waiting room, can I bring a book?",
     ],
 )
 def test_figures_of_speech_and_treatment_questions_pass(text: str) -> None:
@@ -236,6 +242,14 @@ def test_personal_medical_questions_are_referred(text: str) -> None:
         "ready for the forever nap",
         "I can't tell what's real anymore and I'm scared",
         "my heart won't slow down and my chest is tight",
+        # Forms added from v19's misses (session 9), in other words than v19's.
+        "blood is soaking through the bandage and the towel",
+        "my lips feel swollen since the pre-med",
+        "my chest is squeezing and my left arm feels numb",
+        "I'm planning not to wake up after Friday",
+        "I'm checking out permanently soon",
+        "I won't be a burden to anyone much longer",
+        "I've put my savings aside to pay for my funeral",
     ],
 )
 def test_warning_signs_without_the_obvious_words_are_crisis(text: str) -> None:
