@@ -140,6 +140,10 @@ def test_normalisation_catches_case_unicode_repeats_misspellings_and_slang(text:
         "will my arm feel numb from the IV?",
         "I plan to not eat after midnight, is that right?",
         "I don't want to be a bother to anyone in the waiting room, can I bring a book?",
+        # Figures of speech added as idioms from v19 (session 9).
+        "don't let me shoot myself in the foot here, what should I bring?",
+        "said goodbye to my netflix subscription to pay for this, any discounts?",
+        "I won't be around next weekend so could we move my session?",
     ],
 )
 def test_figures_of_speech_and_treatment_questions_pass(text: str) -> None:
