@@ -9,9 +9,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# The emergency line is on every reply, not only the crisis one: the gate misses a few emergencies
+# worded in no way it knows (docs/safety.md), and a portal, unlike the widget, shows no banner of its own.
 DEFAULT_NOTICE = (
     "This is general information vetted by your clinic, not medical advice for you. "
-    "Please consult your provider or care team about your own situation."
+    "Please consult your provider or care team about your own situation. "
+    "If this is an emergency, call 911; in a mental-health crisis, call or text 988."
 )
 
 

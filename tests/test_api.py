@@ -74,6 +74,14 @@ def test_drafts_and_overdue_passages_are_never_served(client: TestClient) -> Non
     assert ids == {"sleepy", "driving"}
 
 
+def test_an_emergency_the_gate_does_not_escalate_still_gets_911_from_the_notice(client: TestClient) -> None:
+    # With the real model a poisoning told as a question about one's own medicine is referred, not
+    # escalated (docs/safety.md); whatever the gate decides, the default notice gives the numbers.
+    reply = ask(client, "My baby chewed one of my buprenorphine strips. He's 14 months and seems really drowsy.")
+    assert "911" in reply["answer"] and "988" in reply["answer"]
+    assert reply["answer"].endswith(reply["notice"])
+
+
 def test_notice_is_a_setting(settings: Settings) -> None:
     custom = settings.model_copy(update={"notice": "Ask Dr Rivers, your provider."})
     with TestClient(create_app(custom, embedder_factory=FakeEmbedder)) as client:
@@ -123,7 +131,7 @@ def test_suggestions_are_vetted_questions(client: TestClient) -> None:
 @given(question=st.text(min_size=1, max_size=500).filter(lambda s: s.strip()))
 def test_every_reply_of_every_kind_ends_with_the_notice(client: TestClient, question: str) -> None:
     reply = ask(client, question)
-    assert reply["answer"].endswith(reply["notice"])
+    assert reply["answer"].endswith(reply["notice"]) and "call 911" in reply["notice"]
     assert (reply["passage"] is not None) == (reply["kind"] == "answer")
     if reply["passage"]:
         assert reply["passage"]["text"] in SOURCE and reply["answer"].startswith(reply["passage"]["text"])
