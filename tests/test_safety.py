@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -348,6 +349,20 @@ def test_broken_safety_file_names_file_entry_and_field(tmp_path: Path) -> None:
     with pytest.raises(KnowledgeError) as caught:
         SafetyGate.load(broken)
     assert (caught.value.file, caught.value.entry_id, caught.value.field) == (str(broken), "crisis", "clinic_line")
+
+
+def test_a_second_load_reuses_the_compiled_patterns_and_a_bad_one_is_still_named(tmp_path: Path) -> None:
+    # `serve` checks the knowledge files, then the service loads them again: the ~500 patterns are
+    # compiled once per process (re's own cache is too small for them; docs/benchmarks.md).
+    re.purge()  # as the libraries' own patterns do in a real start-up
+    again = SafetyGate.load(SHIPPED_KNOWLEDGE / "safety.yaml")
+    assert all(a is b for a, b in zip(again.crisis.patterns, GATE.crisis.patterns, strict=True))
+    broken = tmp_path / "safety.yaml"
+    text = (SHIPPED_KNOWLEDGE / "safety.yaml").read_text(encoding="utf-8")
+    broken.write_text(text.replace("  patterns:\n", "  patterns:\n    - ' (unclosed'\n", 1), encoding="utf-8")
+    for _ in range(2):  # a failed compile is not remembered as a pattern
+        with pytest.raises(KnowledgeError, match="not a valid regular expression"):
+            SafetyGate.load(broken)
 
 
 def test_normalise_folds_unicode_case_apostrophes_and_repeats() -> None:
