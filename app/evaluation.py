@@ -19,12 +19,12 @@ from app.assistant import Assistant
 SPLITS = ("tune", "retired", "read", "heldout")
 
 # CI gates on the held-out split, about one question below the measured figures
-# (docs/answer-quality.md), so a regression fails the build. The held-out split (v15 since the end of
-# session 9: 237 in scope, 23 off-topic, 34 uncovered) measured 91.6 %, 95.7 % and 94.1 % with the
+# (docs/answer-quality.md), so a regression fails the build. The held-out split (v16 since the start of
+# session 10: 251 in scope, 28 off-topic, 37 uncovered) measured 90.0 %, 89.3 % and 91.9 % with the
 # model retrained in session 7 and session 8's calibration; one in-scope question is 0.4 points, one
-# off-topic question 4.3 and one uncovered question 2.9. The top-1 target (95 %) sits above the
-# measured figure: these gates guard against regressions, they do not mean the targets are met.
-GATES = {"top1": 0.91, "off_topic_declined": 0.91, "uncovered_declined": 0.91}
+# off-topic question 3.6 and one uncovered question 2.7. The top-1 and off-topic targets (95 %) sit
+# above the measured figures: these gates guard against regressions, they do not mean the targets are met.
+GATES = {"top1": 0.89, "off_topic_declined": 0.85, "uncovered_declined": 0.89}
 
 
 @dataclass(frozen=True)

@@ -77,8 +77,14 @@ ABBREVIATIONS = {
 # A word (look-alike characters and hyphens inside it kept: "k!ll", "su1cide", "k-hole"), a number
 # ("220/130", "2.5"), or any other single character.
 WORD = re.compile(r"[A-Za-z](?:[A-Za-z']|[!1@$0-9-](?=[A-Za-z]))*|\d+(?:[.,/:]\d+)*|\S")
-# Slang the abbreviation table would break: "k hole" is not "ketamine hole".
-SLANG = ((re.compile(r"\bk[ -]?holes?\b", re.IGNORECASE), "k-hole"),)
+# Slang the abbreviation table would break: "k hole" is not "ketamine hole". And "dose" typed for
+# "does" ("how long dose the infusion last", "what dose dissociation mean"): a real word, so the
+# speller passes it, and the embedding reads a question about dosing.
+DOSE_FOR_DOES = r"\b(how long|how|what|why|when|where) dose\b(?=(?: \w+){1,3} (?:mean|lasts?|feel|hurt|work)\b)"
+SLANG = (
+    (re.compile(r"\bk[ -]?holes?\b", re.IGNORECASE), "k-hole"),
+    (re.compile(DOSE_FOR_DOES, re.IGNORECASE), r"\1 does"),
+)
 
 
 def model_vocabulary(model_path: Path) -> frozenset[str]:

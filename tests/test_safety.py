@@ -145,6 +145,22 @@ def test_normalisation_catches_case_unicode_repeats_misspellings_and_slang(text:
         "don't let me shoot myself in the foot here, what should I bring?",
         "said goodbye to my netflix subscription to pay for this, any discounts?",
         "I won't be around next weekend so could we move my session?",
+        # Figures of speech added as idioms in session 10 (v20, v21 and our own probe), in other words.
+        "my printer bit the dust, can I sign the consent form at the desk?",
+        "a 6am slot would be career suicide for me, anything later?",
+        "I'm choking back tears of relief, how do I book?",
+        "I'm choking on the paperwork, which form matters most?",
+        "what an overdose of good news, insurance said yes!",
+        "the receptionist overdosed us on pamphlets, which one is aftercare?",
+        "I stabbed myself with the pencil filling in forms lol, where do I hand them in?",
+        "my boss says I'm dead meat if I'm late, how long is recovery?",
+        "we're cutting it fine with traffic, will you hold my slot?",
+        "blood sweat and tears to get the referral, what's next?",
+        "I could strangle my laptop, the portal won't load. can I call instead?",
+        "don't kill me but can I move my session again?",
+        "typo in my last message: I meant Friday",
+        "I fainted at my last blood test, will the IV hurt?",
+        "what dose dissociation mean?",
     ],
 )
 def test_figures_of_speech_and_treatment_questions_pass(text: str) -> None:
@@ -255,6 +271,18 @@ def test_personal_medical_questions_are_referred(text: str) -> None:
         "I'm checking out permanently soon",
         "I won't be a burden to anyone much longer",
         "I've put my savings aside to pay for my funeral",
+        # Forms added from v20's and v21's misses (session 10), in other words than theirs; and what
+        # the idioms added with them must leave alone.
+        "everyone's better off w/o me. im ending it",
+        "i'm ending it",
+        "gonna become a ghost this weekend for good",
+        "please tell my son it wasn't his fault",
+        "after I die who gets my file? it'll be relevant to me pretty soon",
+        "soaking through a pad every half hour since the procedure",
+        "my daughter passed out after her flu shot just now",
+        "I stabbed myself with a knife",
+        "I'm choking on a piece of food",
+        "this is my last message",
     ],
 )
 def test_warning_signs_without_the_obvious_words_are_crisis(text: str) -> None:

@@ -40,6 +40,14 @@ def test_hyphenated_words_and_k_hole_stay_whole() -> None:
     assert corrector().correct("k is safe?") == "ketamine is safe ?"
 
 
+def test_dose_typed_for_does_is_read_as_does_only_before_a_verb_of_meaning_or_duration() -> None:
+    words = {"dose", "do", "give", "mean", "last", "dissociation", "how", "long"}
+    speller = SpellingCorrector(KNOWN, DICTIONARY | words)
+    assert speller.correct("how long dose the infusion last") == "how long does the infusion last"
+    assert speller.correct("what dose dissociation mean") == "what does dissociation mean"
+    assert speller.correct("what dose do you give") == "what dose do you give"
+
+
 def test_a_short_word_with_one_slip_is_mended() -> None:
     # Under 80 % similar by ratio ("saef"/"safe" is 75 %), yet one swap of neighbours away.
     speller = SpellingCorrector(["Is the infusion safe?", "Does it hurt?", "the pain"], frozenset({"is", "it"}))
