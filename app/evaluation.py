@@ -19,12 +19,13 @@ from app.assistant import Assistant
 SPLITS = ("tune", "retired", "read", "heldout")
 
 # CI gates on the held-out split, about one question below the measured figures
-# (docs/answer-quality.md), so a regression fails the build. The held-out split (v16 since the start of
-# session 10: 251 in scope, 28 off-topic, 37 uncovered) measured 90.0 %, 89.3 % and 91.9 % with the
-# model retrained in session 7 and session 8's calibration; one in-scope question is 0.4 points, one
-# off-topic question 3.6 and one uncovered question 2.7. The top-1 and off-topic targets (95 %) sit
-# above the measured figures: these gates guard against regressions, they do not mean the targets are met.
-GATES = {"top1": 0.89, "off_topic_declined": 0.85, "uncovered_declined": 0.89}
+# (docs/answer-quality.md), so a regression fails the build. The held-out split (v17 since session 10:
+# 250 in scope, 20 off-topic, 25 uncovered; never trained on) measured 92.8 %, 95.0 % and 96.0 % when
+# fresh, and 94.4 %, 95.0 % and 96.0 % after session 10's changes, some made after reading its misses
+# (the unread judge, v18, is kept outside the repository). One in-scope question is 0.4 points, one
+# off-topic question 5 and one uncovered question 4. These gates guard against regressions; the
+# figures that say whether the targets are met are the fresh writers' (docs/answer-quality.md).
+GATES = {"top1": 0.94, "off_topic_declined": 0.9, "uncovered_declined": 0.92}
 
 
 @dataclass(frozen=True)
