@@ -20,12 +20,12 @@ SPLITS = ("tune", "retired", "read", "heldout")
 
 # CI gates on the held-out split, about one question below the measured figures
 # (docs/answer-quality.md), so a regression fails the build. The held-out split (v19 since the end of
-# session 10: 229 in scope, 21 off-topic, 41 uncovered; never trained on) measured 94.8 %, 90.5 % and
+# session 10: 229 in scope, 21 off-topic, 41 uncovered; never trained on) measured 93.9 %, 90.5 % and
 # 87.8 % at the end of session 10, after reading its misses (its first, unread measurement, on 298
 # questions before v18's repeats were dropped: 94.0 %, 91.3 %, 87.8 %). One in-scope question is 0.4
 # points, one off-topic question 4.8 and one uncovered question 2.4. These gates guard against
 # regressions; whether the targets are met is read on fresh writers (docs/answer-quality.md).
-GATES = {"top1": 0.94, "off_topic_declined": 0.85, "uncovered_declined": 0.85}
+GATES = {"top1": 0.93, "off_topic_declined": 0.85, "uncovered_declined": 0.85}
 
 
 @dataclass(frozen=True)
