@@ -148,6 +148,10 @@ def test_normalisation_catches_case_unicode_repeats_misspellings_and_slang(text:
         # Session 10: an old faint at a needle, and "dose" typed for "does".
         "I fainted at my last blood test, will the IV hurt?",
         "what dose dissociation mean?",
+        # An accident told with "nearly", slang for hyping oneself, a finished form (session 10).
+        "I nearly strangled myself with my scarf getting out of the chair lol",
+        "gassing myself up for my first infusion tomorrow, what should I wear?",
+        "I'm done with everything on the intake form, what's next?",
     ],
 )
 def test_figures_of_speech_and_treatment_questions_pass(text: str) -> None:
@@ -349,6 +353,13 @@ def test_personal_medical_questions_are_referred(text: str) -> None:
         "I keep taking out my dad's revolver",
         "I've been stockpiling my pain meds",
         "I've been planning how to do it",
+        # Forms the model caught and no word rule did (the session-10 audit).
+        "i'm bleeding and it won't stop",
+        "i od'd",
+        "drank a whole bottle of vodka and then took my xanax",
+        "i've been saying goodbye to people",
+        "i'm done with everything",
+        "i've got a plan now and i'm not scared of it",
     ],
 )
 def test_warning_signs_without_the_obvious_words_are_crisis(text: str) -> None:
@@ -390,33 +401,6 @@ def test_every_method_with_myself_is_crisis_by_the_word_rules_alone(verb: str) -
         f"i might {base} myself tonight",
     ]
     assert [f for f in forms if GATE.check(f).kind != "crisis"] == []
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "i'm bleeding and it won't stop",
-        "i od'd",
-        "drank a whole bottle of vodka and then took my xanax",
-        "i've been saying goodbye to people",
-        "i'm done with everything",
-        "i've got a plan now and i'm not scared of it",
-    ],
-)
-def test_forms_the_model_caught_are_caught_by_words_too(text: str) -> None:
-    assert GATE.check(text).kind == "crisis"
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "I nearly strangled myself with my scarf getting out of the chair lol",
-        "gassing myself up for my first infusion tomorrow, what should I wear?",
-        "I'm done with everything on the intake form, what's next?",
-    ],
-)
-def test_accidents_and_slang_are_not_crisis(text: str) -> None:
-    assert GATE.check(text).kind == "pass"
 
 
 def test_a_plain_fear_standing_alone_must_clear_the_idioms_higher_semantic_bar() -> None:
