@@ -123,13 +123,24 @@ def tune(
     knowledge_dir: KnowledgeDir = None,
     labelled: Annotated[
         Path | None,
-        typer.Option(help="Folder holding eval/questions.yaml and tests/safety_*.yaml (default: the project)."),
+        typer.Option(
+            help="Folder holding eval/questions.yaml, tests/safety_*.yaml and the training lock "
+            "embeddings/training-lock.json (default: the project)."
+        ),
     ] = None,
+    relock: Annotated[
+        bool,
+        typer.Option(
+            "--relock",
+            help="Train on all the labelled data now in the repository and rewrite the training lock: a new "
+            "model release (check `evaluate` and the safety sets before shipping it).",
+        ),
+    ] = False,
 ) -> None:
-    """Fine-tune the base model on the labelled data into KETAMINE_QA_MODEL's folder (~10 min on 2 cores)."""
+    """Fine-tune the base model on the locked labelled data into KETAMINE_QA_MODEL's folder (~10 min on 2 cores)."""
     from app.config import ROOT
     from app.embedder import names_folder
-    from app.tuning import recalibrate, training_data, tuning_problem
+    from app.tuning import LOCK_FILE, read_lock, recalibrate, training_data, tuning_problem, write_lock
     from app.tuning import tune as run
 
     settings = _checked_settings(knowledge_dir)
@@ -139,11 +150,17 @@ def tune(
             f"KETAMINE_QA_MODEL={settings.model!r} names a package; tuning writes a folder.", fg="red", err=True
         )
         raise typer.Exit(2)
-    if if_stale and tuning_problem(settings.base_model, target) is None:
+    lock_file = (labelled or ROOT) / LOCK_FILE
+    lock = None if relock else read_lock(lock_file)
+    if if_stale and not relock and tuning_problem(settings.base_model, target, lock) is None:
         recalibrated = recalibrate(target)
         typer.echo(f"Tuned model in {target} is current" + ("; its thresholds were updated." if recalibrated else "."))
         return
     data = training_data(settings.knowledge_dir, labelled or ROOT)
+    if lock is not None:
+        pinned = data.pinned(lock)
+        typer.echo(pinned.report(lock))
+        data = pinned.data
     typer.echo(f"Tuning {settings.base_model} on {data.summary()} …")
     run(
         settings.base_model,
@@ -152,8 +169,13 @@ def tune(
         steps=steps,
         threads=settings.embed_threads or None,
         progress=typer.echo,
+        lock=str(lock["fingerprint"]) if lock else None,
     )
     typer.secho(f"Tuned model written to {target}.", fg="green")
+    if lock is None:
+        # Written once the model is: a failed run leaves the old lock, and set-up retrains to it.
+        write_lock(lock_file, data)
+        typer.echo(f"Training lock written to {lock_file}: a new release; commit it once `evaluate` is checked.")
 
 
 @cli.command("export-onnx")

@@ -18,14 +18,13 @@ from app.assistant import Assistant
 # `retired` are trained on, `read` (read since it was held out) and `heldout` are not.
 SPLITS = ("tune", "retired", "read", "heldout")
 
-# CI gates on the held-out split, about one question below the measured figures
-# (docs/answer-quality.md), so a regression fails the build. The held-out split (v19 since the end of
-# session 10: 229 in scope, 21 off-topic, 41 uncovered; never trained on) measured 93.9 %, 90.5 % and
-# 87.8 % at the end of session 10, after reading its misses (its first, unread measurement, on 298
-# questions before v18's repeats were dropped: 94.0 %, 91.3 %, 87.8 %). One in-scope question is 0.4
-# points, one off-topic question 4.8 and one uncovered question 2.4. These gates guard against
+# CI gates on the held-out split, about two questions below the measured figures
+# (docs/answer-quality.md), so a regression fails the build. The held-out split (v21 since session
+# 11: 205 in scope, 18 off-topic, 31 uncovered; never trained on, never read) measured 93.2 %, 100 %
+# and 96.8 % on session 10's final state and after every session-11 change. One in-scope question is
+# 0.5 points, one off-topic question 5.6 and one uncovered question 3.2. These gates guard against
 # regressions; whether the targets are met is read on fresh writers (docs/answer-quality.md).
-GATES = {"top1": 0.93, "off_topic_declined": 0.85, "uncovered_declined": 0.85}
+GATES = {"top1": 0.92, "off_topic_declined": 0.90, "uncovered_declined": 0.90}
 
 
 @dataclass(frozen=True)
