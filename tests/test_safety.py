@@ -579,3 +579,28 @@ def test_counts_written_as_words_read_as_numbers() -> None:
     assert normalise("I took twenty of my pills, maybe a hundred") == " i took 20 of my pills maybe a 100 "
     assert normalise("it is often ten times better") == " it is often 10 times better "
     assert GATE.check("I took twenty of my sleeping pills").kind == "crisis"
+
+
+# An idiom removes its words before every rule and raises the semantic bar, so an idiom that matches
+# inside a crisis is a hole the model does not cover (session 11: "to die for" hid "I've wanted to die
+# for months", "drop dead" hid "i just want to drop dead"). Every crisis phrase, said in a few plain
+# frames, must still be a crisis. "died by suicide" is told of someone else: the bereavement idiom
+# lets it through on purpose.
+IDIOM_AUDIT_FRAMES = [
+    "i {p}",
+    "i {p} for months",
+    "i just {p}",
+    "my depression is so bad i {p}",
+    "honestly i {p} lol",
+    "{p} tonight",
+    "i {p} for good",
+]
+
+
+@pytest.mark.parametrize("frame", IDIOM_AUDIT_FRAMES)
+def test_no_idiom_hides_a_crisis_phrase(frame: str) -> None:
+    raw = YAML(typ="safe").load((SHIPPED_KNOWLEDGE / "safety.yaml").read_text(encoding="utf-8"))
+    phrases = [p for p in raw["crisis"]["phrases"] if isinstance(p, str) and p != "died by suicide"]
+    assert len(phrases) > 500
+    hidden = [frame.format(p=p) for p in phrases if GATE.check(frame.format(p=p)).kind != "crisis"]
+    assert hidden == []
