@@ -38,7 +38,9 @@ Kind = Literal["crisis", "refer", "pass"]
 EXAMPLES_FILE = "safety_examples.yaml"
 IDIOM_STRICTNESS = 0.25
 # A linear score is wild on texts with almost no words ("....." scored as a crisis); the phrase
-# lists cover the short crisis messages ("kms", "want to die").
+# lists cover the short crisis messages ("kms", "want to die"). It is as wild on keyboard mash with
+# no word any dictionary knows ("qwpoeiru zzz mnb" scored as a crisis): such a text must hold one
+# known word. (Heavily misspelt and Spanish crises keep a third or more of their words known.)
 DISCRIMINANT_MIN_WORDS = 3
 
 # Sentence screening: a sentence of fewer words joins the next one ("I can't. Not again."), and a
@@ -149,6 +151,12 @@ class _Rules:
     # Refer only, set by a model's calibration: a refer word or pattern ("my pills") is overruled
     # when the whole message is nearer an ordinary text than any refer message by this much.
     lexical_guard: float | None = None
+    # Refer only: a question about the treatment in general, told with one's own medication history
+    # ("I've been on three SSRIs, does ketamine also take weeks?"). A refer word or pattern is
+    # overruled when one of `general` matches and no word of `personal` ("safe", "stop", "dose")
+    # asks for advice. The semantic refer layer still reads the message.
+    general: tuple[re.Pattern[str], ...] = ()
+    personal: re.Pattern[str] | None = None
 
 
 @dataclass
@@ -203,10 +211,15 @@ class SafetyGate:
                 rule = found and "crisis.spelling." + found.split(".", 1)[1]
         if rule or self._semantic(self.crisis, "crisis", similarity, strictness):
             return GateDecision("crisis", rule or "crisis.semantic")
-        if not idiomatic and words >= DISCRIMINANT_MIN_WORDS and self._discriminant(self.crisis, similarity):
+        if (
+            not idiomatic
+            and words >= DISCRIMINANT_MIN_WORDS
+            and self._knows_a_word(text)
+            and self._discriminant(self.crisis, similarity)
+        ):
             return GateDecision("crisis", "crisis.discriminant")
         rule = self._lexical("refer", self.refer, text, squeezed, misspelt, fuzzy=False)
-        if rule and self._reads_as_ordinary(self.refer, similarity):
+        if rule and (self._reads_as_ordinary(self.refer, similarity) or self._general(self.refer, text)):
             rule = None
         if rule or self._semantic(self.refer, "refer", similarity):
             return GateDecision("refer", rule or "refer.semantic")
@@ -251,6 +264,16 @@ class SafetyGate:
         if not similarity or rules.lexical_guard is None:
             return False
         return similarity.get("benign", -1.0) - similarity.get("refer", -1.0) >= rules.lexical_guard
+
+    def _knows_a_word(self, text: str) -> bool:
+        return not self.known_words or any(w in self.known_words for w in text.split())
+
+    @staticmethod
+    def _general(rules: _Rules, text: str) -> bool:
+        """A general question about the treatment (`general`), asking no personal advice (`personal`)."""
+        if not any(p.search(text) for p in rules.general):
+            return False
+        return rules.personal is None or not rules.personal.search(text)
 
     @staticmethod
     def _discriminant(rules: _Rules, similarity: Mapping[str, float] | None) -> bool:
@@ -312,6 +335,11 @@ def _compiled(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
 
 
+def _word_alternation(words: Iterable[str]) -> str:
+    """One pattern matching any of the (normalised) words or phrases as whole words."""
+    return r"\b(?:" + "|".join(re.escape(w) for w in sorted(set(words), key=len, reverse=True)) + r")\b"
+
+
 def _parse(path: Path, raw: Any) -> SafetyGate:
     file = str(path)
 
@@ -367,6 +395,10 @@ def _parse(path: Path, raw: Any) -> SafetyGate:
             entry, "patterns", strings(entry, "patterns", value.get("patterns"), False, strip=False), substitutions
         )
         semantic = value.get("semantic") or {}
+        general = value.get("general") or {}
+        if not isinstance(general, dict):
+            raise fail(entry, "general", "must be {patterns: [...], personal: [...]}")
+        personal = [normalise(w).strip() for w in strings(entry, "general", general.get("personal"), False)]
         discriminant = value.get("discriminant")
         if discriminant is not None and (
             not isinstance(discriminant, dict)
@@ -390,6 +422,10 @@ def _parse(path: Path, raw: Any) -> SafetyGate:
             tuple(sorted({len(p.split()) for p in phrases})),
             float(discriminant["quantile"]) if discriminant else None,
             float(discriminant.get("margin", 0.0)) if discriminant else 0.0,
+            general=compile_all(
+                entry, "general", strings(entry, "general", general.get("patterns"), False, strip=False), substitutions
+            ),
+            personal=compile_all(entry, "general", [_word_alternation(personal)], {})[0] if personal else None,
         )
 
     crisis, refer = section("crisis"), section("refer")
