@@ -465,6 +465,9 @@ def _parse(path: Path, raw: Any) -> SafetyGate:
         vocabulary=(
             *(v for values in lists.values() for v in strings("lists", "", values)),
             *(p for section_ in (crisis, refer) for p in strings("", "", section_.get("phrases"))),
+            # The words of the figures of speech: the speller knew no "cheesecake", made it
+            # "chesapeake", and the idiom around it no longer matched the mended text.
+            *sorted({w for idiom in idioms for w in re.findall(r"[a-z]{4,}", idiom.pattern)}),
         ),
     )
 
