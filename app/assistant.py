@@ -65,7 +65,12 @@ def index_entries(knowledge: Knowledge, gate: SafetyGate, today: date) -> list[v
     for passage in knowledge.served(today):
         entries.append(vector_store.Entry.of("passage", passage.id, passage.text))
         entries += [vector_store.Entry.of("question", passage.id, q) for q in passage.questions]
+        entries += [vector_store.Entry.of("example", passage.id, q) for q in knowledge.examples.get(passage.id, ())]
     entries += [vector_store.Entry.of("out_of_scope", f"oos-{i}", q) for i, q in enumerate(knowledge.out_of_scope, 1)]
+    entries += [
+        vector_store.Entry.of("out_of_scope_example", f"oos-example-{i}", q)
+        for i, q in enumerate(knowledge.out_of_scope_examples, 1)
+    ]
     for group, texts in gate.exemplars.items():
         entries += [vector_store.Entry.of(group, f"{group}-{i}", t) for i, t in enumerate(texts, 1)]
     return entries
@@ -98,7 +103,14 @@ class Assistant:
         lexical_weight = (
             settings.lexical_weight if settings.lexical_weight is not None else calibration["lexical_weight"]
         )
-        self.index = PassageIndex(self.passages, store, knowledge.out_of_scope, lexical_weight)
+        self.index = PassageIndex(
+            self.passages,
+            store,
+            knowledge.out_of_scope,
+            lexical_weight,
+            knowledge.examples,
+            knowledge.out_of_scope_examples,
+        )
         self.exemplars = ExemplarIndex(gate.exemplars, store)
         self.crisis_discriminant = (
             Discriminant(

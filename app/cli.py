@@ -306,6 +306,28 @@ def evaluate(
     typer.secho(f"\nAll {split} gates met.", fg="green")
 
 
+@cli.command()
+def examples(
+    questions: Annotated[Path, typer.Option(help="Labelled question set.")] = Path("eval/questions.yaml"),
+    reviewed_by: Annotated[
+        str | None, typer.Option(help="Who reviewed the list; without it the file is a draft the service ignores.")
+    ] = None,
+    knowledge_dir: KnowledgeDir = None,
+) -> None:
+    """Write knowledge/question_examples.yaml from the labelled questions outside the heldout split."""
+    from app.evaluation import examples_file, load_cases
+
+    settings = _checked_settings(knowledge_dir)
+    knowledge = knowledge_files.load(settings.knowledge_dir)
+    target = settings.knowledge_dir / knowledge_files.EXAMPLES_FILE
+    text = examples_file(
+        load_cases(questions), [p.id for p in knowledge.passages], reviewed_by, settings.current_date()
+    )
+    target.write_text(text, encoding="utf-8")
+    status = "approved" if reviewed_by else "a draft (not used until reviewed: pass --reviewed-by)"
+    typer.echo(f"Wrote {target}: {status}. Run `python -m app build` to index it.")
+
+
 # --- Knowledge lifecycle: import a document, review its passages, history (docs/lifecycle.md) ---
 
 ReviewDate = Annotated[

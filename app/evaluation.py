@@ -6,8 +6,10 @@ split; the held-out split is never used for tuning (eval/README.md).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from pathlib import Path
 
 from ruamel.yaml import YAML
@@ -78,6 +80,52 @@ def load_cases(path: Path) -> list[Case]:
         else:
             cases.append(Case(item["q"], tuple(expect), item["split"], "in_scope", item.get("style", "")))
     return cases
+
+
+EXAMPLES_HEADER = """\
+# Patients' own wordings of questions each passage answers: the in-scope questions of
+# eval/questions.yaml outside its `heldout` split (written blind by people who saw only the passage
+# texts, labelled with the passage that answers them; eval/README.md), under the first passage
+# each names. They help the service find the passage (a question near one of these scores its
+# passage like a vetted question) and nothing else: a reply never names one, the safety gate does
+# not read them, and the model is not trained on them. `out_of_scope`: the labelled questions the
+# documents do not answer; they count for declining, and the gate does not read them either.
+# Made by `python -m app examples` (session 12, docs/answer-quality.md). A clinician reviews the
+# list like a passage; until then it is a draft and the service does not use it. Never add a
+# question of the `heldout` split: that split judges the service (tests/test_evaluation.py).
+"""
+
+
+def examples_file(cases: Iterable[Case], passage_ids: Iterable[str], reviewed_by: str | None, today: date) -> str:
+    """question_examples.yaml from labelled cases: every split but `heldout`, each text once."""
+    order = list(passage_ids)
+    answered: dict[str, list[str]] = {pid: [] for pid in order}
+    declined: list[str] = []
+    seen: set[str] = set()
+    for case in cases:
+        text = " ".join(case.question.split())
+        key = text.lower()
+        if case.split == "heldout" or not text or key in seen:
+            continue
+        seen.add(key)
+        if case.category != "in_scope":
+            declined.append(text)
+        elif case.expect[0] in answered:
+            answered[case.expect[0]].append(text)
+    review = (
+        f"status: approved\nreviewed_by: {json.dumps(reviewed_by)}\nreviewed_on: {today.isoformat()}\n"
+        f"review_due: {(today + timedelta(days=182)).isoformat()}\n"
+        if reviewed_by
+        else "status: draft\n"
+    )
+    lines = [EXAMPLES_HEADER + review + "questions:"]
+    for pid in order:
+        if answered[pid]:
+            lines.append(f"  {pid}:")
+            lines += [f"    - {json.dumps(q, ensure_ascii=False)}" for q in answered[pid]]
+    lines.append("out_of_scope:")
+    lines += [f"  - {json.dumps(q, ensure_ascii=False)}" for q in declined]
+    return "\n".join(lines) + "\n"
 
 
 def evaluate(assistant: Assistant, cases: Iterable[Case]) -> dict[str, Figures]:

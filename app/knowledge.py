@@ -23,6 +23,7 @@ STATUSES = ("approved", "draft", "retired")
 REVIEW_FIELDS = ("reviewed_by", "reviewed_on", "review_due")
 PASSAGE_FIELDS = ("id", "section", "text", "source", "status", *REVIEW_FIELDS)
 MESSAGE_KINDS = ("no_match",)
+EXAMPLES_FILE = "question_examples.yaml"
 
 
 def content_version(text: str) -> str:
@@ -68,6 +69,13 @@ class Knowledge:
     # Questions the clinic knows its documents do not answer (out_of_scope.yaml): a question
     # closer to one of these than to any passage is declined, not answered with a near miss.
     out_of_scope: tuple[str, ...] = ()
+    # Patients' own wordings of questions a passage answers (question_examples.yaml), labelled and
+    # reviewed but not vetted as alternates: they help find the passage and are never shown, nor
+    # read by the safety gate (docs/answer-quality.md, session 12).
+    examples: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Patients' questions the documents do not answer (question_examples.yaml `out_of_scope`): they
+    # count for declining like out_of_scope, and the safety gate does not read them.
+    out_of_scope_examples: tuple[str, ...] = ()
 
     def served(self, today: date) -> tuple[Passage, ...]:
         return tuple(p for p in self.passages if p.servable(today))
@@ -236,6 +244,45 @@ def parse_out_of_scope(path: Path, raw: Any, problems: list[KnowledgeError]) -> 
     return tuple(dict.fromkeys(questions))
 
 
+def parse_examples(
+    path: Path, raw: Any, passages: Iterable[Passage], problems: list[KnowledgeError]
+) -> tuple[dict[str, tuple[str, ...]], tuple[str, ...]]:
+    """question_examples.yaml: reviewed lists of patients' questions, by the passage that answers them."""
+    file = str(path)
+
+    def err(name: str, problem: str, entry: str | None = None) -> None:
+        problems.append(KnowledgeError(file, entry, name, problem))
+
+    if not isinstance(raw, dict) or not isinstance(raw.get("questions"), dict):
+        err("questions", "the file must map passage ids to lists of questions under 'questions:'")
+        return {}, ()
+    if raw.get("status") == "draft":
+        return {}, ()  # written by `python -m app examples`, not reviewed yet: not used
+    if raw.get("status") != "approved":
+        err("status", "must be 'approved' (or 'draft', which the service does not use)")
+    _review_fields(raw, err)
+    known = {p.id: p for p in passages}
+    examples: dict[str, tuple[str, ...]] = {}
+    for pid, items in raw["questions"].items():
+        if pid not in known:
+            err("questions", "is not the id of a passage", str(pid))
+            continue
+        if not isinstance(items, list) or not all(isinstance(q, str) and q.strip() for q in items):
+            err("questions", "must be a list of questions", str(pid))
+            continue
+        vetted = {_question_key(q) for q in known[pid].questions}
+        examples[pid] = tuple(dict.fromkeys(q.strip() for q in items if _question_key(q) not in vetted))
+    declined = raw.get("out_of_scope") or []
+    if not isinstance(declined, list) or not all(isinstance(q, str) and q.strip() for q in declined):
+        err("out_of_scope", "must be a list of questions")
+        declined = []
+    answered = {_question_key(q): p.id for p in known.values() for q in (*p.questions, *examples.get(p.id, ()))}
+    for question in declined:
+        if _question_key(question) in answered:
+            err("out_of_scope", f"is also a question of passage {answered[_question_key(question)]!r}", question)
+    return examples, tuple(dict.fromkeys(q.strip() for q in declined))
+
+
 def _check_unique(passages: Iterable[tuple[Path, Passage]], problems: list[KnowledgeError]) -> None:
     seen: dict[str, Path] = {}
     for path, passage in passages:
@@ -300,7 +347,14 @@ def validate(knowledge_dir: Path) -> tuple[Knowledge, list[KnowledgeError]]:
         if raw is not None:
             out_of_scope = parse_out_of_scope(out_of_scope_path, raw, problems)
             _check_out_of_scope(out_of_scope_path, out_of_scope, [p for _, p in located], problems)
-    return Knowledge(tuple(p for _, p in located), messages, out_of_scope), problems
+    examples: dict[str, tuple[str, ...]] = {}
+    declined: tuple[str, ...] = ()
+    examples_path = knowledge_dir / EXAMPLES_FILE
+    if examples_path.exists():
+        raw = read_yaml(examples_path, problems)
+        if raw is not None:
+            examples, declined = parse_examples(examples_path, raw, [p for _, p in located], problems)
+    return Knowledge(tuple(p for _, p in located), messages, out_of_scope, examples, declined), problems
 
 
 def load(knowledge_dir: Path) -> Knowledge:

@@ -105,7 +105,14 @@ class PassageIndex:
         store: VectorStore,
         out_of_scope: Sequence[str] = (),
         lexical_weight: float = 0.2,
+        examples: Mapping[str, Sequence[str]] | None = None,
+        out_of_scope_examples: Sequence[str] = (),
     ) -> None:
+        """`examples`: patients' wordings by passage id (question_examples.yaml). They score their
+        passage like a vetted question, but are never named as the matched question, are not vetted
+        questions for the safety gate, and stay out of the BM25 documents. `out_of_scope_examples`:
+        patients' questions the documents do not answer; they count for declining like
+        `out_of_scope`, and the safety gate does not read them (best_out_of_scope() leaves them out)."""
         self.passages = tuple(passages)
         self.lexical_weight = lexical_weight
         texts: list[str] = []
@@ -119,12 +126,20 @@ class PassageIndex:
                 texts.append(question)
                 owners.append(i)
                 questions.append(question)
+        shown = len(texts)
+        for i, passage in enumerate(self.passages):
+            for example in (examples or {}).get(passage.id, ()):
+                texts.append(example)
+                owners.append(i)
+                questions.append(None)
         self._matrix = store.matrix(texts)
         self._owners = np.asarray(owners, dtype=np.int64)
         self._is_question = np.asarray([q is not None for q in questions], dtype=bool)
-        self._rows = [np.flatnonzero(self._owners == i) for i in range(len(self.passages))]
+        # The rows a reply may name: the passage texts and vetted questions, never an example.
+        self._rows = [np.flatnonzero(self._owners[:shown] == i) for i in range(len(self.passages))]
         self._questions = questions
         self._out_of_scope = store.matrix(list(out_of_scope))
+        self._out_of_scope_examples = store.matrix(list(out_of_scope_examples))
         documents = [lexical_tokens(" ".join((p.section, p.text, *p.questions))) for p in self.passages]
         self._vocabulary = frozenset(t for d in documents for t in d)
         self._bm25 = bm25s.BM25(csc_backend="numpy")
@@ -175,6 +190,8 @@ class PassageIndex:
         query = query.astype(np.float32)
         if out_of_scope is None:
             out_of_scope = self.best_out_of_scope(query)
+        if len(self._out_of_scope_examples):
+            out_of_scope = max(out_of_scope, float(np.max(self._out_of_scope_examples @ query)))
         if not self.passages:
             return Ranking([], out_of_scope)
         if sims is None:

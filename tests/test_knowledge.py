@@ -179,3 +179,39 @@ def test_knowledge_is_parsed_by_libyaml() -> None:
     from ruamel.yaml import YAML
 
     assert "clib" in YAML(typ="safe").Parser.__module__
+
+
+EXAMPLES_HEAD = "status: approved\nreviewed_by: Dr Test\nreviewed_on: 2026-01-01\nreview_due: 2026-12-31\n"
+
+
+def test_question_examples_are_read_by_passage_and_checked(knowledge_dir: Path) -> None:
+    (knowledge_dir / "question_examples.yaml").write_text(
+        EXAMPLES_HEAD + "questions:\n  sleepy:\n    - zonked out afterwards?\n    - Will I feel sleepy afterwards?\n"
+        "out_of_scope:\n  - what are your opening hours\n",
+        encoding="utf-8",
+    )
+    kb, problems = knowledge.validate(knowledge_dir)
+    assert not problems
+    # A wording that is already a vetted question is not repeated.
+    assert kb.examples == {"sleepy": ("zonked out afterwards?",)}
+    assert kb.out_of_scope_examples == ("what are your opening hours",)
+
+
+def test_question_examples_name_passages_and_keep_answered_questions_out_of_scope(knowledge_dir: Path) -> None:
+    (knowledge_dir / "question_examples.yaml").write_text(
+        EXAMPLES_HEAD
+        + "questions:\n  no-such-passage:\n    - hello?\nout_of_scope:\n  - can i drive home after the infusion\n",
+        encoding="utf-8",
+    )
+    _, problems = knowledge.validate(knowledge_dir)
+    messages = [str(p) for p in problems]
+    assert any("no-such-passage" in m and "not the id of a passage" in m for m in messages), messages
+    assert any("is also a question of passage 'driving'" in m for m in messages), messages
+
+
+def test_draft_question_examples_are_not_used_until_reviewed(knowledge_dir: Path) -> None:
+    (knowledge_dir / "question_examples.yaml").write_text(
+        "status: draft\nquestions:\n  sleepy:\n    - zonked out afterwards?\n", encoding="utf-8"
+    )
+    kb, problems = knowledge.validate(knowledge_dir)
+    assert not problems and kb.examples == {} and kb.out_of_scope_examples == ()

@@ -468,3 +468,18 @@ def test_history_tells_which_words_were_served_on_a_day(lifecycle_settings: Sett
 
     output = run(lifecycle_settings, "history", "--passage", "driving")
     assert [line.split()[1] for line in output.splitlines()] == ["served", "retired", "withdrawn"]
+
+
+def test_examples_command_writes_a_draft_then_a_reviewed_list_the_service_uses(
+    settings: Settings, tmp_path: Path
+) -> None:
+    questions = tmp_path / "questions.yaml"
+    questions.write_text(
+        'questions:\n  - q: "zonked out afterwards?"\n    expect: [sleepy]\n    split: read\n'
+        '  - q: "so sleepy after?"\n    expect: [sleepy]\n    split: heldout\n',
+        encoding="utf-8",
+    )
+    assert "draft" in run(settings, "examples", "--questions", str(questions))
+    assert knowledge.load(settings.knowledge_dir).examples == {}
+    run(settings, "examples", "--questions", str(questions), "--reviewed-by", "Dr Test")
+    assert knowledge.load(settings.knowledge_dir).examples == {"sleepy": ("zonked out afterwards?",)}

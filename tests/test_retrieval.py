@@ -21,6 +21,31 @@ def index(knowledge_dir: Path, out_of_scope: tuple[str, ...] = ()) -> tuple[Pass
     return PassageIndex(passages, built, out_of_scope), embedder
 
 
+def test_a_patients_example_question_finds_its_passage_but_is_never_named_or_vetted(knowledge_dir: Path) -> None:
+    kb = knowledge.load(knowledge_dir)
+    passages = kb.served(TODAY)
+    example, declined = "zonked out afterwards, how long?", "what are your opening hours"
+    texts = [p.text for p in passages] + [q for p in passages for q in p.questions] + [example, declined]
+    embedder = FakeEmbedder()
+    built, _ = store.build(embedder, [store.Entry.of("t", str(i), t) for i, t in enumerate(texts)], None)
+    plain = PassageIndex(passages, built)
+    idx = PassageIndex(passages, built, examples={"sleepy": [example]}, out_of_scope_examples=[declined])
+    query = embedder.query_embed([example])[0]
+    assert plain.search(query, example).hits[0].similarity < 0.99
+    top = idx.search(query, example).hits[0]
+    # The example scores its passage like a vetted question...
+    assert top.passage.id == "sleepy" and np.isclose(top.similarity, 1.0, atol=1e-5)
+    # ...but a reply names only a vetted question, and the safety gate's benign contrast (the best
+    # vetted question) does not see it.
+    assert top.matched_question in passages[0].questions
+    assert idx.best_vetted_question(idx.similarities(query)) == plain.best_vetted_question(plain.similarities(query))
+    assert len(idx.vetted_question_matrix) == len(plain.vetted_question_matrix)
+    # A labelled out-of-scope question counts for declining, not for the gate's out-of-scope score.
+    query = embedder.query_embed([declined])[0]
+    assert np.isclose(idx.search(query, declined).out_of_scope, 1.0, atol=1e-5)
+    assert idx.best_out_of_scope(query) == -1.0
+
+
 def test_lexical_tokens_drop_stop_words_and_fillers_and_stem() -> None:
     assert lexical_tokens("Will I feel sleepy afterwards lol?") == ["feel", "sleepy", "afterward"]
 
