@@ -252,6 +252,7 @@ def test_figures_of_speech_added_since_session_10_pass_even_when_the_model_reads
         "I have fibromyalgia, would the infusion help my pain too?",
         "should I keep getting maintenance infusions indefinitely?",
         "could the nurse give me a lower dose next time, it was a lot",
+        "my endoscopy under sedation is the day after my infusion, is that too close?",
     ],
 )
 def test_personal_medical_questions_are_referred(text: str) -> None:
