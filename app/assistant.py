@@ -174,10 +174,11 @@ class Assistant:
         similarity = self.exemplars.similarity(query)
         vetted = self.index.best_vetted_question(self.index.similarities(query) if sims is None else sims)
         similarity["benign"] = max(similarity.get("benign", -1.0), vetted)
+        if out_of_scope is None:
+            out_of_scope = self.index.best_out_of_scope(query)
+        similarity["out_of_scope"] = out_of_scope
         if self.crisis_discriminant is not None:
             similarity["crisis_discriminant"] = self.crisis_discriminant.score(query)
-            if out_of_scope is None:
-                out_of_scope = self.index.best_out_of_scope(query)
             similarity["ordinary"] = max(similarity["benign"], out_of_scope)
         return similarity
 

@@ -42,6 +42,12 @@ IDIOM_STRICTNESS = 0.25
 # no word any dictionary knows ("qwpoeiru zzz mnb" scored as a crisis): such a text must hold one
 # known word. (Heavily misspelt and Spanish crises keep a third or more of their words known.)
 DISCRIMINANT_MIN_WORDS = 3
+# A short message (at most this many words) must also clear the semantic crisis margin against the
+# known out-of-scope questions: "do you take apple pay", "write me a poem about the sea" and "what is
+# 17 times 23" sat nearer a crisis message than any benign one and got the crisis reply. For every
+# message this cost 3 read crises hidden in long logistics questions (an account deletion, a refund,
+# an autopsy); up to 8 words it cost none (session 12, docs/safety.md).
+SHORT_WORDS = 8
 
 # Sentence screening: a sentence of fewer words joins the next one ("I can't. Not again."), and a
 # long message is cut into at most this many runs of consecutive sentences (one encode each).
@@ -209,7 +215,7 @@ class SafetyGate:
             if normalise(mended) != normalise(question):
                 found = self._lexical("crisis", self.crisis, *self._words(mended)[:3], fuzzy=True)
                 rule = found and "crisis.spelling." + found.split(".", 1)[1]
-        if rule or self._semantic(self.crisis, "crisis", similarity, strictness):
+        if rule or self._semantic(self.crisis, "crisis", similarity, strictness, short=words <= SHORT_WORDS):
             return GateDecision("crisis", rule or "crisis.semantic")
         if (
             not idiomatic
@@ -243,18 +249,21 @@ class SafetyGate:
         return text, squeezed, any(unknown), idiomatic, len(words)
 
     @staticmethod
-    def _semantic(rules: _Rules, kind: str, similarity: Mapping[str, float] | None, strictness: float = 0.0) -> bool:
+    def _semantic(
+        rules: _Rules, kind: str, similarity: Mapping[str, float] | None, strictness: float = 0.0, short: bool = False
+    ) -> bool:
+        """Past the threshold and the margin over the best benign text (for a `short` crisis
+        candidate, over the best known out-of-scope question too), and no refer message nearer."""
         if not similarity:
             return False
         score = similarity.get(kind, -1.0) - strictness
+        ordinary = similarity.get("benign", -1.0)
+        if short:
+            ordinary = max(ordinary, similarity.get("out_of_scope", -1.0))
         # A question nearer a refer message than any crisis message ("should I skip my trazodone the
         # night before?") is not a semantic crisis; a stated crisis is still caught by the lexical layers.
         rival = similarity.get("refer", -1.0) if kind == "crisis" else -1.0
-        return (
-            score >= rules.semantic_threshold
-            and score - similarity.get("benign", -1.0) >= rules.semantic_margin
-            and score > rival
-        )
+        return score >= rules.semantic_threshold and score - ordinary >= rules.semantic_margin and score > rival
 
     @staticmethod
     def _reads_as_ordinary(rules: _Rules, similarity: Mapping[str, float] | None) -> bool:

@@ -552,6 +552,17 @@ def test_semantic_layer_fires_only_above_threshold_and_margin() -> None:
     assert GATE.check(quiet, {"crisis": 0.10, "refer": 0.90, "benign": 0.2}).rule == "refer.semantic"
 
 
+def test_a_short_message_nearer_an_out_of_scope_question_is_no_semantic_crisis() -> None:
+    # "do you take apple pay" sat nearer a crisis message than any benign one (session 12). Up to
+    # eight words, the known out-of-scope questions count as ordinary text for the margin too.
+    near = {"crisis": 0.80, "refer": 0.0, "benign": 0.5, "out_of_scope": 0.79}
+    assert GATE.check("do you take apple pay", near).kind == "pass"
+    assert GATE.check("do you take apple pay", {**near, "out_of_scope": 0.5}).rule == "crisis.semantic"
+    # A longer message keeps the old margin: crises hidden in logistics questions need it.
+    long = "could you delete my account and all my messages before my family reads them after"
+    assert GATE.check(long, near).rule == "crisis.semantic"
+
+
 def test_a_question_nearer_a_refer_message_is_no_semantic_crisis() -> None:
     quiet = "should i skip my evening pill"
     assert GATE.check(quiet, {"crisis": 0.70, "refer": 0.75, "benign": 0.4}).kind == "refer"
