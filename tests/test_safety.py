@@ -152,6 +152,17 @@ def test_normalisation_catches_case_unicode_repeats_misspellings_and_slang(text:
         "I nearly strangled myself with my scarf getting out of the chair lol",
         "gassing myself up for my first infusion tomorrow, what should I wear?",
         "I'm done with everything on the intake form, what's next?",
+        # Session 12: ordinary questions in the words of the first-person symptom and car-crash patterns
+        # (no "will"/"don't" before them), and general questions told with one's medication history
+        # (the medication words alone sent these to the care team; a vetted passage answers them).
+        "will I feel dizzy after the infusion?",
+        "I don't want to crash the car after the infusion, how long should I wait before driving?",
+        "I plan to drive my car home after the infusion, is that allowed?",
+        "can you give me more details about what happens at the first visit?",
+        "I've tried zoloft and wellbutrin and both took months, does ketamine also take weeks to work?",
+        "what makes ketamine work faster than my prozac did",
+        "my antidepressants never helped, could ketamine work?",
+        "is it used for people whose antidepressants failed, like me after five of them",
     ],
 )
 def test_figures_of_speech_and_treatment_questions_pass(text: str) -> None:
@@ -253,51 +264,14 @@ def test_figures_of_speech_added_since_session_10_pass_even_when_the_model_reads
         "should I keep getting maintenance infusions indefinitely?",
         "could the nurse give me a lower dose next time, it was a lot",
         "my endoscopy under sedation is the day after my infusion, is that too close?",
-    ],
-)
-def test_personal_medical_questions_are_referred(text: str) -> None:
-    assert GATE.check(text).kind == "refer"
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "will I feel dizzy after the infusion?",
-        "I don't want to crash the car after the infusion, how long should I wait before driving?",
-        "I plan to drive my car home after the infusion, is that allowed?",
-        "can you give me more details about what happens at the first visit?",
-    ],
-)
-def test_questions_about_the_treatment_in_the_words_of_a_symptom_or_a_crash_pass(text: str) -> None:
-    # The session-12 patterns for one's own symptoms and for crashing a car are written in the first
-    # person, with no "will"/"don't" before them: these ordinary questions must not trip them.
-    assert GATE.check(text).kind == "pass"
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "I've tried zoloft and wellbutrin and both took months, does ketamine also take weeks to work?",
-        "what makes ketamine work faster than my prozac did",
-        "my antidepressants never helped, could ketamine work?",
-        "is it used for people whose antidepressants failed, like me after five of them",
-    ],
-)
-def test_a_general_question_told_with_ones_medication_history_is_not_referred(text: str) -> None:
-    # The medication words alone sent these to the care team; a vetted passage answers them.
-    assert GATE.check(text).kind == "pass"
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
+        # A general question that also asks personal advice is still referred (session 12).
         "I've been on prozac for years, does ketamine take weeks to work, and should I stop it first?",
         "I'm on lithium, how is ketamine different for me?",
         "my meds stopped working, would ketamine help or is it not safe with them?",
         "why would ketamine work faster if I lower my dose of effexor",
     ],
 )
-def test_a_general_question_that_also_asks_personal_advice_is_still_referred(text: str) -> None:
+def test_personal_medical_questions_are_referred(text: str) -> None:
     assert GATE.check(text).kind == "refer"
 
 
