@@ -164,7 +164,11 @@ class Assistant:
             gate.mend = self.speller.correct
 
     def gate_similarity(
-        self, query: np.ndarray, sims: np.ndarray | None = None, out_of_scope: float | None = None
+        self,
+        query: np.ndarray,
+        sims: np.ndarray | None = None,
+        out_of_scope: float | None = None,
+        out_of_scope_example: float | None = None,
     ) -> dict[str, float]:
         """Best cosine of the query to each exemplar group, for the gate's semantic layer.
 
@@ -177,6 +181,11 @@ class Assistant:
         if out_of_scope is None:
             out_of_scope = self.index.best_out_of_scope(query)
         similarity["out_of_scope"] = out_of_scope
+        # Patients' labelled off-topic questions ("what's 17 times 23", "sing me a song") are not
+        # crises either: the crisis semantic layer counts them as ordinary text (docs/safety.md).
+        if out_of_scope_example is None:
+            out_of_scope_example = self.index.best_out_of_scope_example(query)
+        similarity["out_of_scope_example"] = out_of_scope_example
         if self.crisis_discriminant is not None:
             similarity["crisis_discriminant"] = self.crisis_discriminant.score(query)
             similarity["ordinary"] = max(similarity["benign"], out_of_scope)
@@ -210,12 +219,13 @@ class Assistant:
         sentence_queries: np.ndarray | None = None,
         sims: np.ndarray | None = None,
         out_of_scope: float | None = None,
+        out_of_scope_example: float | None = None,
     ) -> GateDecision:
         """The safety gate's decision: the whole message first; if it passes, each sentence.
 
         `sentence_queries`: the vectors of encode_texts(question)[1:], in order (encoded here when
         the caller has none: a blocking call)."""
-        decision = self.gate.check(question, self.gate_similarity(query, sims, out_of_scope))
+        decision = self.gate.check(question, self.gate_similarity(query, sims, out_of_scope, out_of_scope_example))
         parts = sentences(question)
         if decision.kind != "pass" or not parts:
             return decision
@@ -257,7 +267,8 @@ class Assistant:
         # Computed once per question, read by both the gate and retrieval.
         sims = self.index.similarities(query)
         out_of_scope = self.index.best_out_of_scope(query)
-        decision = self.screen(question, query, sentence_queries, sims, out_of_scope)
+        out_of_scope_example = self.index.best_out_of_scope_example(query)
+        decision = self.screen(question, query, sentence_queries, sims, out_of_scope, out_of_scope_example)
         if decision.kind == "crisis":
             body, resources = self.gate.crisis_reply(self.settings.clinic_name, self.settings.clinic_phone)
             return Reply(
@@ -280,6 +291,7 @@ class Assistant:
             k=max(self.settings.max_suggestions + 1, 3),
             sims=sims,
             out_of_scope=out_of_scope,
+            out_of_scope_example=out_of_scope_example,
         )
         # A passage whose review fell due after this index was built is never served or suggested.
         today = self.settings.current_date()

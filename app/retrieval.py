@@ -112,7 +112,8 @@ class PassageIndex:
         passage like a vetted question, but are never named as the matched question, are not vetted
         questions for the safety gate, and stay out of the BM25 documents. `out_of_scope_examples`:
         patients' questions the documents do not answer; they count for declining like
-        `out_of_scope`, and the safety gate does not read them (best_out_of_scope() leaves them out)."""
+        `out_of_scope`; the safety gate reads them only as ordinary text for its crisis semantic
+        layer (best_out_of_scope_example(); best_out_of_scope() leaves them out)."""
         self.passages = tuple(passages)
         self.lexical_weight = lexical_weight
         texts: list[str] = []
@@ -167,6 +168,12 @@ class PassageIndex:
         """The best cosine to any known out-of-scope question (-1 when there are none)."""
         return float(np.max(self._out_of_scope @ query.astype(np.float32))) if len(self._out_of_scope) else -1.0
 
+    def best_out_of_scope_example(self, query: np.ndarray) -> float:
+        """Best cosine to a labelled out-of-scope question (-1 when there are none)."""
+        if not len(self._out_of_scope_examples):
+            return -1.0
+        return float(np.max(self._out_of_scope_examples @ query.astype(np.float32)))
+
     @property
     def vetted_question_matrix(self) -> np.ndarray:
         return self._matrix[self._is_question]
@@ -182,16 +189,18 @@ class PassageIndex:
         k: int = 3,
         sims: np.ndarray | None = None,
         out_of_scope: float | None = None,
+        out_of_scope_example: float | None = None,
     ) -> Ranking:
         """The k best passages for a normalised query vector and its text, best first.
 
-        `sims`, `out_of_scope`: the query's similarities() and best_out_of_scope(), when the caller
-        has them already."""
+        `sims`, `out_of_scope`, `out_of_scope_example`: the query's similarities(),
+        best_out_of_scope() and best_out_of_scope_example(), when the caller has them already."""
         query = query.astype(np.float32)
         if out_of_scope is None:
             out_of_scope = self.best_out_of_scope(query)
-        if len(self._out_of_scope_examples):
-            out_of_scope = max(out_of_scope, float(np.max(self._out_of_scope_examples @ query)))
+        if out_of_scope_example is None:
+            out_of_scope_example = self.best_out_of_scope_example(query)
+        out_of_scope = max(out_of_scope, out_of_scope_example)
         if not self.passages:
             return Ranking([], out_of_scope)
         if sims is None:

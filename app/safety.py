@@ -252,14 +252,18 @@ class SafetyGate:
     def _semantic(
         rules: _Rules, kind: str, similarity: Mapping[str, float] | None, strictness: float = 0.0, short: bool = False
     ) -> bool:
-        """Past the threshold and the margin over the best benign text (for a `short` crisis
-        candidate, over the best known out-of-scope question too), and no refer message nearer."""
+        """Past the threshold and the margin over the best benign text (for crisis, over the best
+        labelled off-topic question too; for a `short` crisis candidate, over the best vetted
+        out-of-scope question as well), and no refer message nearer."""
         if not similarity:
             return False
         score = similarity.get(kind, -1.0) - strictness
         ordinary = similarity.get("benign", -1.0)
         if short:
             ordinary = max(ordinary, similarity.get("out_of_scope", -1.0))
+        if kind == "crisis":
+            # Patients' labelled off-topic questions, at every length (docs/safety.md, session 13).
+            ordinary = max(ordinary, similarity.get("out_of_scope_example", -1.0))
         # A question nearer a refer message than any crisis message ("should I skip my trazodone the
         # night before?") is not a semantic crisis; a stated crisis is still caught by the lexical layers.
         rival = similarity.get("refer", -1.0) if kind == "crisis" else -1.0

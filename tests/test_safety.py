@@ -537,6 +537,19 @@ def test_a_short_message_nearer_an_out_of_scope_question_is_no_semantic_crisis()
     assert GATE.check(long, near).rule == "crisis.semantic"
 
 
+def test_a_message_nearer_a_labelled_off_topic_question_is_no_semantic_crisis() -> None:
+    # "what's 17 times 23", "sing me a song" sat nearer a crisis message than any benign one. The
+    # labelled off-topic questions (question_examples.yaml) count as ordinary text at every length.
+    near = {"crisis": 0.80, "refer": 0.0, "benign": 0.5, "out_of_scope": 0.5, "out_of_scope_example": 0.78}
+    long = "i got charged twice for my last appointment on my card, can someone please refund me"
+    for message in ("sing me a song", long):
+        assert GATE.check(message, near).kind == "pass"
+        assert GATE.check(message, {**near, "out_of_scope_example": 0.5}).rule == "crisis.semantic"
+    # Only the crisis layer reads them: a refer message near an off-topic question is still referred.
+    refer = {"crisis": 0.1, "refer": 0.9, "benign": 0.5, "out_of_scope": 0.5, "out_of_scope_example": 0.95}
+    assert GATE.check("what colour are the walls", refer).rule == "refer.semantic"
+
+
 def test_a_question_nearer_a_refer_message_is_no_semantic_crisis() -> None:
     quiet = "should i skip my evening pill"
     assert GATE.check(quiet, {"crisis": 0.70, "refer": 0.75, "benign": 0.4}).kind == "refer"
