@@ -21,12 +21,12 @@ from app.assistant import Assistant
 SPLITS = ("tune", "retired", "read", "heldout")
 
 # CI gates on the held-out split, about two questions below the measured figures
-# (docs/answer-quality.md), so a regression fails the build. The held-out split (v25 since session
-# 12: 174 in scope, 14 off-topic, 21 uncovered; never trained on, never read) measured 96.6 %, 92.9 %
-# and 100 % on session 12's final state. One in-scope question is 0.6 points, one off-topic question
-# 7.1 and one uncovered question 4.8. These gates guard against regressions; whether the targets are
-# met is read on fresh writers (docs/answer-quality.md).
-GATES = {"top1": 0.95, "off_topic_declined": 0.90, "uncovered_declined": 0.90}
+# (docs/answer-quality.md), so a regression fails the build. The held-out split (v25 and v29 since
+# session 13: 252 in scope, 54 off-topic, 34 uncovered; never trained on, never read) measured
+# 95.2 %, 96.3 % and 97.1 % on session 13's final state. One in-scope question is 0.4 points, one
+# off-topic question 1.9 and one uncovered question 2.9. These gates guard against regressions;
+# whether the targets are met is read on fresh writers (docs/answer-quality.md).
+GATES = {"top1": 0.94, "off_topic_declined": 0.92, "uncovered_declined": 0.90}
 
 
 @dataclass(frozen=True)
