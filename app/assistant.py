@@ -112,6 +112,9 @@ class Assistant:
             knowledge.out_of_scope_examples,
         )
         self.exemplars = ExemplarIndex(gate.exemplars, store)
+        # Every vector the service needs is copied out: free the whole store (~24 MB) before the
+        # discriminant and the speller allocate their own, which lowers the start-up peak.
+        del store
         self.crisis_discriminant = (
             Discriminant(
                 self.exemplars.group("crisis"),
@@ -252,8 +255,15 @@ class Assistant:
         knowledge = knowledge_files.load(settings.knowledge_dir)
         gate = SafetyGate.load(settings.knowledge_dir / SAFETY_FILE)
         wanted = index_entries(knowledge, gate, settings.current_date())
-        store = vector_store.ensure(embedder, wanted, settings.embeddings_dir, settings.stale_index, log_line)
-        return cls(settings, knowledge, gate, embedder, store)
+        # No local name for the store: __init__ holds its only reference and drops it as soon as the
+        # matrices are copied out (the whole store and the copies together set the peak memory).
+        return cls(
+            settings,
+            knowledge,
+            gate,
+            embedder,
+            vector_store.ensure(embedder, wanted, settings.embeddings_dir, settings.stale_index, log_line),
+        )
 
     def ask(self, question: str) -> Reply:
         question = question.strip()

@@ -89,7 +89,8 @@ EXAMPLES_HEADER = """\
 # each names. They help the service find the passage (a question near one of these scores its
 # passage like a vetted question) and nothing else: a reply never names one, the safety gate does
 # not read them, and the model is not trained on them. `out_of_scope`: the labelled questions the
-# documents do not answer; they count for declining, and the gate does not read them either.
+# documents do not answer; they count for declining, and the gate reads them only as ordinary
+# text for its crisis semantic layer (session 13: "what's 17 times 23" is not a crisis).
 # Made by `python -m app examples` (session 12, docs/answer-quality.md). A clinician reviews the
 # list like a passage; until then it is a draft and the service does not use it. Never add a
 # question of the `heldout` split: that split judges the service (tests/test_evaluation.py).

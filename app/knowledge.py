@@ -74,7 +74,8 @@ class Knowledge:
     # read by the safety gate (docs/answer-quality.md, session 12).
     examples: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # Patients' questions the documents do not answer (question_examples.yaml `out_of_scope`): they
-    # count for declining like out_of_scope, and the safety gate does not read them.
+    # count for declining like out_of_scope; the safety gate reads them only as ordinary text for
+    # its crisis semantic layer (docs/safety.md, session 13).
     out_of_scope_examples: tuple[str, ...] = ()
 
     def served(self, today: date) -> tuple[Passage, ...]:

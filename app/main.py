@@ -7,6 +7,8 @@ answers 503 until they are in place (so an orchestrator never routes patients to
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import gc
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -78,10 +80,25 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
 
 
+def _return_freed_memory() -> None:
+    """Give the C heap's free pages back to the system (glibc's malloc_trim). Parsing the knowledge
+    files twice (the check, then the load) and building the index leave ~10 MB freed but still
+    counted in the process's memory; the service's memory target is its peak (docs/benchmarks.md)."""
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        if libc is not None and hasattr(libc, "malloc_trim"):
+            libc.malloc_trim(0)
+    except OSError:  # not glibc (musl, macOS): nothing to give back this way
+        pass
+
+
 def load_assistant(app: FastAPI, settings: Settings, embedder_factory: Callable[[], Embedder]) -> None:
     """Load model, knowledge and index; record the outcome on app.state (runs in a thread)."""
     try:
-        assistant = Assistant.load(settings, embedder_factory())
+        embedder = embedder_factory()
+        _return_freed_memory()  # the knowledge check's and the model loader's leftovers, before the index
+        assistant = Assistant.load(settings, embedder)
     except (InvalidKnowledge, KnowledgeError, StaleIndex) as e:
         app.state.status, app.state.detail = "failed", str(e)
         log.error("cannot start: %s", e)
@@ -107,6 +124,7 @@ def load_assistant(app: FastAPI, settings: Settings, embedder_factory: Callable[
     # Frozen, they are skipped; a reload's new objects are collected as usual.
     gc.collect()
     gc.freeze()
+    _return_freed_memory()
     app.state.assistant = assistant
     if app.state.status != "stopping":  # a SIGTERM during the load keeps readiness at 503
         app.state.status = "ready"

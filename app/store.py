@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
@@ -24,6 +25,8 @@ from app.errors import StaleIndex
 MANIFEST = "manifest.json"
 VECTORS = "vectors.npy"
 FORMAT = 1
+# matrix() copies this many rows of a memory-mapped store per step (~1.5 MB at 384 dimensions).
+COPY_ROWS = 1024
 
 
 def text_hash(text: str) -> str:
@@ -68,11 +71,18 @@ class VectorStore:
         return {e.hash: i for i, e in enumerate(self.entries)}
 
     def matrix(self, texts: Sequence[str]) -> np.ndarray:
-        """The stored vectors of these texts, in order (KeyError if one is missing)."""
+        """The stored vectors of these texts, in order (KeyError if one is missing): a copy in memory."""
         rows = self.rows()
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        return self.vectors[[rows[text_hash(t)] for t in texts]]
+        wanted = [rows[text_hash(t)] for t in texts]
+        copied = np.empty((len(wanted), self.dimension), dtype=np.float32)
+        # A few thousand rows at a time, handing the mapped pages back after each: the pages read
+        # and the copy made are never both whole in memory.
+        for start in range(0, len(wanted), COPY_ROWS):
+            copied[start : start + COPY_ROWS] = self.vectors[wanted[start : start + COPY_ROWS]]
+            _release(self.vectors)
+        return copied
 
     def missing(self, wanted: Iterable[Entry]) -> list[Entry]:
         rows = self.rows()
@@ -83,13 +93,26 @@ def load(directory: Path) -> VectorStore | None:
     """The store on disk, or None when there is none (or it is unreadable)."""
     try:
         manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
-        vectors = np.load(directory / VECTORS, allow_pickle=False)
+        # Memory-mapped: each consumer copies out its rows (matrix()) and the pages read for the copy
+        # are handed back at once, so the whole store and every copy are never resident together:
+        # that sum was the service's peak memory (docs/benchmarks.md, session 13).
+        vectors = np.load(directory / VECTORS, mmap_mode="r", allow_pickle=False)
         entries = tuple(Entry(e["kind"], e["ref"], e["hash"]) for e in manifest["entries"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
     if vectors.shape != (len(entries), manifest.get("dimension")) or manifest.get("format") != FORMAT:
         return None
-    return VectorStore(manifest["model_id"], int(manifest["dimension"]), entries, vectors.astype(np.float32))
+    if vectors.dtype != np.float32:  # written by an older numpy or by hand: read it into memory
+        vectors = vectors.astype(np.float32)
+    return VectorStore(manifest["model_id"], int(manifest["dimension"]), entries, vectors)
+
+
+def _release(vectors: np.ndarray) -> None:
+    """Hand back the pages of a memory-mapped store read so far (they stay in the page cache).
+    A store built in memory, or a platform without madvise, keeps them: only memory differs."""
+    mapped = getattr(vectors, "_mmap", None)
+    if isinstance(mapped, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
+        mapped.madvise(mmap.MADV_DONTNEED)
 
 
 def staleness(store: VectorStore | None, wanted: Sequence[Entry], model_id: str) -> str | None:

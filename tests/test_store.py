@@ -54,6 +54,26 @@ def test_rebuild_embeds_only_what_changed(tmp_path: Path) -> None:
     assert store.text_hash("how long is it") not in second.rows()
 
 
+def test_a_loaded_store_is_mapped_and_gives_the_same_vectors_as_plain_copies(tmp_path: Path) -> None:
+    built, _ = store.build(CountingEmbedder(), entries("does it hurt", "how long is it", "what will I feel"), None)
+    store.save(built, tmp_path)
+    loaded = store.load(tmp_path)
+    assert loaded is not None and isinstance(loaded.vectors, np.memmap)
+    texts = ["what will I feel", "does it hurt"]
+    first = loaded.matrix(texts)
+    # A plain float32 array the service can own after the store is gone, equal to what was built;
+    # reading again after the mapped pages were handed back gives the same bits.
+    assert type(first) is np.ndarray and first.dtype == np.float32 and first.flags["C_CONTIGUOUS"]
+    assert np.array_equal(first, built.matrix(texts)) and np.array_equal(loaded.matrix(texts), first)
+    # Rebuilding over the mapped file (a reload after an edit) still works and keeps what it reused.
+    rebuilt, embedded = store.build(CountingEmbedder(), entries("does it hurt", "new question"), loaded)
+    store.save(rebuilt, tmp_path)
+    assert embedded == 1 and np.array_equal(rebuilt.matrix(["does it hurt"]), first[1:])
+    del loaded
+    reread = store.load(tmp_path)
+    assert reread is not None and np.array_equal(reread.matrix(["does it hurt"]), first[1:])
+
+
 def test_a_new_model_re_embeds_everything() -> None:
     first, _ = store.build(CountingEmbedder(), entries("a", "b"), None)
     embedder = CountingEmbedder(model_id="other-model")
