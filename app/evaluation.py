@@ -21,12 +21,12 @@ from app.assistant import Assistant
 SPLITS = ("tune", "retired", "read", "heldout")
 
 # CI gates on the held-out split, about two questions below the measured figures
-# (docs/answer-quality.md), so a regression fails the build. The held-out split (v25 and v29 since
-# session 13: 252 in scope, 54 off-topic, 34 uncovered; never trained on, never read) measured
-# 95.2 %, 96.3 % and 97.1 % on session 13's final state. One in-scope question is 0.4 points, one
-# off-topic question 1.9 and one uncovered question 2.9. These gates guard against regressions;
+# (docs/answer-quality.md), so a regression fails the build. The held-out split (v25, v29 and v30
+# since session 13: 359 in scope, 68 off-topic, 45 uncovered; never trained on, never read) measured
+# 95.5 %, 97.1 % and 97.8 % on session 13's final state. One in-scope question is 0.3 points, one
+# off-topic question 1.5 and one uncovered question 2.2. These gates guard against regressions;
 # whether the targets are met is read on fresh writers (docs/answer-quality.md).
-GATES = {"top1": 0.94, "off_topic_declined": 0.92, "uncovered_declined": 0.90}
+GATES = {"top1": 0.94, "off_topic_declined": 0.94, "uncovered_declined": 0.90}
 
 
 @dataclass(frozen=True)
