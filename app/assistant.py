@@ -236,7 +236,7 @@ class Assistant:
             sentence_queries = self.embedder.query_embed([self.query_text(s) for s in parts])
         for sentence, vector in zip(parts, sentence_queries, strict=True):
             similarity = self.sentence_similarity(vector)
-            part = self.gate.check(sentence, similarity)
+            part = self.gate.check(sentence, similarity, sentence=True)
             if part.kind == "crisis":
                 # "crisis.semantic" -> "crisis.sentence.semantic": which layer fired, and on a sentence.
                 return GateDecision("crisis", "crisis.sentence." + part.rule.split(".", 1)[1])

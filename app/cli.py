@@ -14,7 +14,7 @@ from app.assistant import SAFETY_FILE, Assistant, index_entries
 from app.config import Settings
 from app.errors import KnowledgeError
 from app.lifecycle import knowledge_problems
-from app.safety import SafetyGate
+from app.safety import SafetyGate, normalise
 from app.tuning import STEPS
 
 cli = typer.Typer(
@@ -326,6 +326,48 @@ def examples(
     target.write_text(text, encoding="utf-8")
     status = "approved" if reviewed_by else "a draft (not used until reviewed: pass --reviewed-by)"
     typer.echo(f"Wrote {target}: {status}. Run `python -m app build` to index it.")
+
+
+@cli.command("crisis-words")
+def crisis_words(
+    labelled: Annotated[Path, typer.Option(help="Folder holding tests/safety_*.yaml (the labelled sets).")] = Path("."),
+    check: Annotated[
+        bool, typer.Option("--check", help="Only say whether the file is current (exit 1 if not).")
+    ] = False,
+    knowledge_dir: KnowledgeDir = None,
+) -> None:
+    """Train the safety gate's crisis word model into knowledge/crisis_words.json (app/crisis_words.py)."""
+    from app.crisis_words import WORDS_FILE, CrisisWords, train, training_set, write
+
+    settings = _settings(knowledge_dir)
+    # Not _checked_settings(): a stale or broken crisis_words.json is what this command replaces.
+    gate = SafetyGate.load(settings.knowledge_dir / SAFETY_FILE, words=False)
+    if gate.words_quantile is None:
+        typer.secho("safety.yaml has no crisis.words: {quantile: …}; nothing to make.", fg="red", err=True)
+        raise typer.Exit(1)
+    data = training_set(
+        knowledge_files.load(settings.knowledge_dir), gate.exemplars, normalise, labelled, gate.words_quantile
+    )
+    target = settings.knowledge_dir / WORDS_FILE
+    if check:
+        try:
+            current = CrisisWords.load(target, gate.words_quantile).data == data.fingerprint()
+        except KnowledgeError:
+            current = False
+        if not current:
+            typer.secho(f"{target} is missing or stale: run python -m app crisis-words", fg="red", err=True)
+            raise typer.Exit(1)
+        typer.echo(f"{target} is current.")
+        return
+    typer.echo(f"Training on {len(data.texts)} labelled texts ({sum(data.crisis)} crisis)…")
+    words, figures = train(data, lambda line: typer.echo(f"  {line}"))
+    write(words, figures, target)
+    typer.echo(
+        f"Wrote {target}: {len(words.terms)} terms, threshold {words.threshold} (quantile {words.quantile}). "
+        f"Writers left out one at a time ({figures['writers']}): {figures['crisis_above']} of {figures['crisis']} "
+        f"crises and {figures['ordinary_above']} of {figures['ordinary']} ordinary messages past it. "
+        "Run the safety replay before shipping it (docs/safety.md)."
+    )
 
 
 # --- Knowledge lifecycle: import a document, review its passages, history (docs/lifecycle.md) ---

@@ -10,7 +10,9 @@ Layered and explainable; nothing is generated:
    query embedding (computed by app.retrieval), as a safety net for phrasings no list has;
    for crisis also a linear discriminant of that embedding (crisis exemplars against every
    ordinary text), unless a figure of speech was found;
-6. a message of several sentences that passed as a whole is screened again sentence by sentence
+6. the crisis word model (app/crisis_words.py): a linear model of the words and word pairs of
+   crisis messages, for a crisis told in an ordinary frame; whole messages only;
+7. a message of several sentences that passed as a whole is screened again sentence by sentence
    (`sentences()`): one embedding of "where do I park? I'm in my car with the hose in the window"
    is mostly about parking, and a crisis buried in an ordinary question must not be averaged away.
 The lexical layers alone catch every crisis case in tests/safety_cases.yaml, so safety never
@@ -30,6 +32,7 @@ from typing import Any, Literal
 
 from rapidfuzz import fuzz, process
 
+from app.crisis_words import WORDS_FILE, CrisisWords
 from app.errors import InvalidKnowledge, KnowledgeError
 from app.knowledge import _review_fields, read_yaml
 
@@ -183,9 +186,14 @@ class SafetyGate:
     vocabulary: tuple[str, ...] = ()
     # The service's query speller (set by the service): the crisis word lists also read its output.
     mend: Callable[[str], str] | None = None
+    # The crisis word model (app/crisis_words.py), from crisis_words.json beside this file when
+    # safety.yaml asks for it (`crisis.words`); made for `words_quantile`.
+    words_quantile: float | None = None
+    words: CrisisWords | None = None
 
     @classmethod
-    def load(cls, path: Path) -> SafetyGate:
+    def load(cls, path: Path, words: bool = True) -> SafetyGate:
+        """The gate from safety.yaml, its examples beside it, and (`words`) its crisis word model."""
         problems: list[KnowledgeError] = []
         raw = read_yaml(path, problems)
         examples_path = path.with_name(EXAMPLES_FILE)
@@ -197,11 +205,20 @@ class SafetyGate:
             if examples is not None:
                 for group, texts in _parse_examples(examples_path, examples).items():
                     gate.exemplars[group] = [*gate.exemplars.get(group, []), *texts]
-            return gate
         except InvalidKnowledge as e:
             raise e.problems[0] from e
+        # A knowledge folder without the file (a test's, a new clinic's before its first
+        # `python -m app crisis-words`) runs the other layers; the shipped one has it (tests).
+        words_path = path.with_name(WORDS_FILE)
+        if words and gate.words_quantile is not None and words_path.exists():
+            gate.words = CrisisWords.load(words_path, gate.words_quantile)
+        return gate
 
-    def check(self, question: str, similarity: Mapping[str, float] | None = None) -> GateDecision:
+    def check(
+        self, question: str, similarity: Mapping[str, float] | None = None, sentence: bool = False
+    ) -> GateDecision:
+        """The decision for a message, or (`sentence`) for one sentence of a longer message, which
+        the crisis word model does not read: it was chosen and measured on whole messages."""
         text, squeezed, misspelt, idiomatic, words = self._words(question)
         # The embedding still sees a removed figure of speech ("dead to the world"): when one was
         # found, the semantic crisis layer must clear a higher bar.
@@ -224,6 +241,11 @@ class SafetyGate:
             and self._discriminant(self.crisis, similarity)
         ):
             return GateDecision("crisis", "crisis.discriminant")
+        # The word model reads the figures of speech too: it learnt them from the labelled ones, and
+        # what is left once one is taken out ("my grandfather [died thirty years ago] today") reads
+        # as a crisis out of context.
+        if not sentence and self.words is not None and self.words.fires(normalise(question)):
+            return GateDecision("crisis", "crisis.words")
         rule = self._lexical("refer", self.refer, text, squeezed, misspelt, fuzzy=False)
         if rule and (self._reads_as_ordinary(self.refer, similarity) or self._general(self.refer, text)):
             rule = None
@@ -465,6 +487,11 @@ def _parse(path: Path, raw: Any) -> SafetyGate:
         if isinstance(raw.get(name), dict) and raw[name].get("exemplars") is not None
     }
     idioms = compile_all("idioms", "", strings("idioms", "", raw.get("idioms"), strip=False), substitutions)
+    words = crisis.get("words")
+    if words is not None and (
+        not isinstance(words, dict) or not isinstance(words.get("quantile"), float) or not 0.5 <= words["quantile"] < 1
+    ):
+        raise fail("crisis", "words", "must be {quantile: 0.5–0.999…}")
     return SafetyGate(
         crisis_message=message("crisis", crisis),
         clinic_line=clinic_line,
@@ -475,6 +502,7 @@ def _parse(path: Path, raw: Any) -> SafetyGate:
         refer=rules("refer", refer, substitutions),
         fuzzy_threshold=float(raw.get("fuzzy_threshold", 90)),
         exemplars=exemplars,
+        words_quantile=float(words["quantile"]) if words else None,
         vocabulary=(
             *(v for values in lists.values() for v in strings("lists", "", values)),
             *(p for section_ in (crisis, refer) for p in strings("", "", section_.get("phrases"))),

@@ -55,11 +55,11 @@ def test_a_crisis_in_one_sentence_of_an_ordinary_message_gets_the_crisis_reply(
     assistant = Assistant.load(shipped_settings, spy)
     whole = assistant.gate.check
 
-    def check(text: str, similarity: dict[str, float] | None = None) -> GateDecision:
+    def check(text: str, similarity: dict[str, float] | None = None, sentence: bool = False) -> GateDecision:
         # Stands in for a sentence only its own embedding gives away (the real model: tests/test_quality.py).
-        if text == "Cedar blue ocean falcon sings.":
+        if text == "Cedar blue ocean falcon sings." and sentence:
             return GateDecision("crisis", "crisis.semantic")
-        return whole(text, similarity)
+        return whole(text, similarity, sentence)
 
     monkeypatch.setattr(assistant.gate, "check", check)
     spy.calls.clear()
@@ -110,8 +110,10 @@ def test_the_crisis_word_lists_also_read_the_spelling_mended_question(shipped_se
 
     assistant = Assistant.load(shipped_settings, FakeEmbedder())
     text = "took like 30 of my sleping pils 10 mins ago"
-    # The word lists alone miss it as written ("pils" is too short for the fuzzy matcher)…
-    assert SafetyGate.load(SHIPPED_KNOWLEDGE / "safety.yaml").check(text).kind == "pass"
+    # The word lists alone miss it as written ("pils" is too short for the fuzzy matcher; the crisis
+    # word model, left out here, reads it as a crisis too)…
+    assert SafetyGate.load(SHIPPED_KNOWLEDGE / "safety.yaml", words=False).check(text).kind == "pass"
+    assert SafetyGate.load(SHIPPED_KNOWLEDGE / "safety.yaml").check(text).rule == "crisis.words"
     # …and catch it in the service's spelling-mended text ("took like 30 of my sleeping pills").
     decision = assistant.gate.check(text)
     assert decision.kind == "crisis" and decision.rule.startswith("crisis.spelling.pattern")

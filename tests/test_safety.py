@@ -622,18 +622,22 @@ def test_a_refer_word_in_a_question_that_reads_as_ordinary_is_overruled_only_by_
 
 def test_discriminant_layer_fires_past_its_line_unless_an_ordinary_text_is_nearer() -> None:
     quiet = "tomorrow i will be free of all this"
+    # This layer on its own: the crisis word model reads the words of this message as a crisis too
+    # (tests/test_crisis_words.py).
+    assert GATE.check(quiet).rule == "crisis.words"
+    gate = dataclasses.replace(GATE, words=None)
     below = {"crisis": 0.48, "refer": 0.3, "benign": 0.44}  # too close to benign for the semantic layer
-    assert GATE.check(quiet, below).kind == "pass"
+    assert gate.check(quiet, below).kind == "pass"
     past = {**below, "crisis_discriminant": 0.2, "ordinary": 0.44}
-    assert GATE.check(quiet, past).rule == "crisis.discriminant"
-    assert GATE.check(quiet, {**past, "crisis_discriminant": -0.01}).kind == "pass"
-    assert GATE.check(quiet, {**past, "ordinary": 0.50}).kind == "pass"  # nearer an out-of-scope question
+    assert gate.check(quiet, past).rule == "crisis.discriminant"
+    assert gate.check(quiet, {**past, "crisis_discriminant": -0.01}).kind == "pass"
+    assert gate.check(quiet, {**past, "ordinary": 0.50}).kind == "pass"  # nearer an out-of-scope question
     # A recognised figure of speech switches the layer off.
-    assert GATE.check("the wait is killing me, " + quiet, past).kind == "pass"
+    assert gate.check("the wait is killing me, " + quiet, past).kind == "pass"
     # Too few words for a linear score to mean anything ("....." once scored as a crisis).
-    assert GATE.check("free now", past).kind == "pass"
+    assert gate.check("free now", past).kind == "pass"
     # Keyboard mash with no word any dictionary knows is no crisis either (session 12, v22).
-    speller_known = dataclasses.replace(GATE, known_words=frozenset(quiet.split()))
+    speller_known = dataclasses.replace(gate, known_words=frozenset(quiet.split()))
     assert speller_known.check(quiet, past).rule == "crisis.discriminant"
     assert speller_known.check("qwpoeiru zzz mnb", past).kind == "pass"
 
