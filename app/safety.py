@@ -219,7 +219,8 @@ class SafetyGate:
     ) -> GateDecision:
         """The decision for a message, or (`sentence`) for one sentence of a longer message, which
         the crisis word model does not read: it was chosen and measured on whole messages."""
-        text, squeezed, misspelt, idiomatic, words = self._words(question)
+        normalised = normalise(question)
+        text, squeezed, misspelt, idiomatic, words = self._words(normalised)
         # The embedding still sees a removed figure of speech ("dead to the world"): when one was
         # found, the semantic crisis layer must clear a higher bar.
         strictness = IDIOM_STRICTNESS if idiomatic else 0.0
@@ -228,8 +229,8 @@ class SafetyGate:
         if not rule and self.mend is not None:
             # The word lists again on the spelling-mended text ("thinkng about jumpin off the brige",
             # "took like 30 of my sleping pils"): misspellings beyond the fuzzy matcher's reach.
-            mended = self.mend(question)
-            if normalise(mended) != normalise(question):
+            mended = normalise(self.mend(question))
+            if mended != normalised:
                 found = self._lexical("crisis", self.crisis, *self._words(mended)[:3], fuzzy=True)
                 rule = found and "crisis.spelling." + found.split(".", 1)[1]
         if rule or self._semantic(self.crisis, "crisis", similarity, strictness, short=words <= SHORT_WORDS):
@@ -244,7 +245,7 @@ class SafetyGate:
         # The word model reads the figures of speech too: it learnt them from the labelled ones, and
         # what is left once one is taken out ("my grandfather [died thirty years ago] today") reads
         # as a crisis out of context.
-        if not sentence and self.words is not None and self.words.fires(normalise(question)):
+        if not sentence and self.words is not None and self.words.fires(normalised):
             return GateDecision("crisis", "crisis.words")
         rule = self._lexical("refer", self.refer, text, squeezed, misspelt, fuzzy=False)
         if rule and (self._reads_as_ordinary(self.refer, similarity) or self._general(self.refer, text)):
@@ -253,10 +254,10 @@ class SafetyGate:
             return GateDecision("refer", rule or "refer.semantic")
         return GateDecision("pass", "pass")
 
-    def _words(self, question: str) -> tuple[str, str, bool, bool, int]:
-        """Normalised text with idioms removed, the same with unknown words squeezed, whether a
+    def _words(self, normalised: str) -> tuple[str, str, bool, bool, int]:
+        """The normalised text with idioms removed, the same with unknown words squeezed, whether a
         word is unknown, whether an idiom was removed, and how many words are left."""
-        text = normalise(question)
+        text = normalised
         idiomatic = False
         for idiom in self.idioms:
             text, found = idiom.subn(" ", text)
