@@ -17,8 +17,9 @@ Scoring is pure Python over the stored weights (~0.1 ms); nothing is learnt whil
 
 Made by `python -m app crisis-words` (scikit-learn, which sentence-transformers already installs;
 the service never imports it), from every labelled message the project has read: the safety sets
-in tests/ except those kept as judges (`word_model: false`), and the knowledge (crisis exemplars
-against the benign and refer exemplars, vetted, example and out-of-scope questions). The threshold
+in tests/ except judges (`word_model: false`) and held-out halves (`split: heldout`), and the
+knowledge (crisis exemplars against the benign and refer exemplars, vetted, example and
+out-of-scope questions). The threshold
 is the `quantile` (knowledge/safety.yaml, `crisis.words`) of the scores of ordinary messages when
 their writer's set is left out of training, over the sets the embedding was not tuned on. The file
 records a fingerprint of the data it was made from; tests/test_crisis_words.py fails when the data
@@ -131,7 +132,7 @@ def training_set(
 ) -> TrainingSet:
     """Every labelled message the project has read, normalised: the knowledge and the gate's
     exemplars, then the safety sets under labelled_root/tests except those marked
-    `word_model: false` (judges)."""
+    `word_model: false` (judges) and the cases marked `split: heldout`."""
     rows: list[tuple[str, bool, str]] = [(t, True, "") for t in exemplars.get("crisis", [])]
     ordinary = [t for group in ("refer", "benign") for t in exemplars.get(group, [])]
     ordinary += [q for p in knowledge.passages if p.status == "approved" for q in p.questions]
@@ -144,7 +145,9 @@ def training_set(
         if raw.get("word_model") is False:
             continue
         writer = path.stem if raw.get("tuned_on") is False else ""
-        rows += [(case["text"], case["label"] == "crisis", writer) for case in raw["cases"]]
+        # A set's held-out half (safety_cases.yaml, v4) is never learnt from, as in app/tuning.py.
+        cases = [c for c in raw["cases"] if c.get("split") != "heldout"]
+        rows += [(case["text"], case["label"] == "crisis", writer) for case in cases]
     return TrainingSet(
         tuple(normalise(t.strip()) for t, _, _ in rows),
         tuple(c for _, c, _ in rows),
