@@ -234,9 +234,10 @@ class Assistant:
             return decision
         if sentence_queries is None:
             sentence_queries = self.embedder.query_embed([self.query_text(s) for s in parts])
+        words_ordinary = self.gate.reads_ordinary(question)
         for sentence, vector in zip(parts, sentence_queries, strict=True):
             similarity = self.sentence_similarity(vector)
-            part = self.gate.check(sentence, similarity, sentence=True)
+            part = self.gate.check(sentence, similarity, sentence=True, words_ordinary=words_ordinary)
             if part.kind == "crisis":
                 # "crisis.semantic" -> "crisis.sentence.semantic": which layer fired, and on a sentence.
                 return GateDecision("crisis", "crisis.sentence." + part.rule.split(".", 1)[1])

@@ -280,7 +280,7 @@ def evaluate(
             bold=True,
         )
         for metric, value in fig.summary().items():
-            gate = f"   (gate {GATES[metric]:.2f})" if metric in GATES and name == split else ""
+            gate = f"   (gate {GATES[metric]:g})" if metric in GATES and name == split else ""
             typer.echo(f"  {metric:<20} {value:6.1%}{gate}")
         if show_misses and name == split:  # never list the other half's misses by accident
             for miss in fig.misses:

@@ -21,7 +21,16 @@ in tests/ except judges (`word_model: false`) and held-out halves (`split: heldo
 knowledge (crisis exemplars against the benign and refer exemplars, vetted, example and
 out-of-scope questions). The threshold
 is the `quantile` (knowledge/safety.yaml, `crisis.words`) of the scores of ordinary messages when
-their writer's set is left out of training, over the sets the embedding was not tuned on. The file
+their writer's set is left out of training, over the sets the embedding was not tuned on.
+
+The `veto` (session 15) is the lowest score any labelled crisis got the same way. A message scoring
+below it uses words no known crisis used; the gate's embedding layers (semantic, discriminant, and
+the same on its sentences) then do not send it to the crisis reply on their own ("My husband is
+nervous about pain." as a sentence sits near a one-sentence crisis exemplar). The word lists are
+never overruled. On the labelled sets it took 14 ordinary messages from the crisis reply and no
+crisis; on three new writers (v38, v39, questions v33) it changed nothing.
+
+The file
 records a fingerprint of the data it was made from; tests/test_crisis_words.py fails when the data
 has changed since (`python -m app crisis-words` again, then the safety replay: docs/safety.md).
 """
@@ -61,6 +70,10 @@ class CrisisWords:
     threshold: float
     quantile: float
     data: str  # fingerprint of the training data (texts, labels, settings)
+    # The lowest score any labelled crisis got with its writer left out of training. A message
+    # scoring below it uses words no crisis the project knows used: an embedding layer's crisis
+    # verdict alone does not send it to the crisis reply (app/safety.py, session 15).
+    veto: float
 
     def score(self, text: str) -> float:
         """The model's score for a normalised text (app.safety.normalise)."""
@@ -81,6 +94,10 @@ class CrisisWords:
     def fires(self, text: str) -> bool:
         return self.score(text) >= self.threshold
 
+    def reads_ordinary(self, text: str) -> bool:
+        """Scores below every labelled crisis (writer left out): the words are an ordinary message's."""
+        return self.score(text) < self.veto
+
     @classmethod
     def load(cls, path: Path, quantile: float | None) -> CrisisWords:
         file = str(path)
@@ -95,6 +112,7 @@ class CrisisWords:
                 float(raw["threshold"]),
                 float(raw["quantile"]),
                 raw["data"],
+                float(raw["veto"]),
             )
         except (OSError, ValueError, KeyError, TypeError) as e:
             problem = f"is not a crisis word model ({e}); run python -m app crisis-words"
@@ -185,6 +203,9 @@ def train(data: TrainingSet, progress: Callable[[str], None] = lambda _: None) -
     if not (folds & ~crisis).any():
         raise ValueError("no held-out ordinary message: the threshold needs sets marked tuned_on: false")
     threshold = float(np.quantile(held_scores[folds & ~crisis], data.quantile))
+    if not (folds & crisis).any():
+        raise ValueError("no held-out crisis message: the veto needs crises in the sets marked tuned_on: false")
+    veto = float(held_scores[folds & crisis].min())
     progress("training on everything")
     vectorizer, model = _fit(data.texts, data.crisis)
     grams = sorted(vectorizer.vocabulary_.items())
@@ -199,7 +220,15 @@ def train(data: TrainingSet, progress: Callable[[str], None] = lambda _: None) -
         "ordinary": int((folds & ~crisis).sum()),
     }
     words = CrisisWords(
-        terms, idf, weight, round(float(model.intercept_[0]), 6), round(threshold, 6), data.quantile, data.fingerprint()
+        terms,
+        idf,
+        weight,
+        round(float(model.intercept_[0]), 6),
+        round(threshold, 6),
+        data.quantile,
+        data.fingerprint(),
+        # Rounded down, so the crisis that set it is not below its own rounded value.
+        math.floor(veto * 1e6) / 1e6,
     )
     return words, figures
 
@@ -211,6 +240,7 @@ def write(words: CrisisWords, figures: dict[str, Any], path: Path) -> None:
         "data": words.data,
         "quantile": words.quantile,
         "threshold": words.threshold,
+        "veto": words.veto,
         "intercept": words.intercept,
         "left_out_writers": figures,
     }

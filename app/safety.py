@@ -11,7 +11,9 @@ Layered and explainable; nothing is generated:
    for crisis also a linear discriminant of that embedding (crisis exemplars against every
    ordinary text), unless a figure of speech was found;
 6. the crisis word model (app/crisis_words.py): a linear model of the words and word pairs of
-   crisis messages, for a crisis told in an ordinary frame; whole messages only;
+   crisis messages, for a crisis told in an ordinary frame; whole messages only. Its `veto`: on a
+   message whose words score below every labelled crisis, the embedding layers of 5 and 7 do not
+   decide crisis on their own (the word lists of 3 always do);
 7. a message of several sentences that passed as a whole is screened again sentence by sentence
    (`sentences()`): one embedding of "where do I park? I'm in my car with the hose in the window"
    is mostly about parking, and a crisis buried in an ordinary question must not be averaged away.
@@ -215,11 +217,19 @@ class SafetyGate:
         return gate
 
     def check(
-        self, question: str, similarity: Mapping[str, float] | None = None, sentence: bool = False
+        self,
+        question: str,
+        similarity: Mapping[str, float] | None = None,
+        sentence: bool = False,
+        words_ordinary: bool | None = None,
     ) -> GateDecision:
         """The decision for a message, or (`sentence`) for one sentence of a longer message, which
-        the crisis word model does not read: it was chosen and measured on whole messages."""
+        the crisis word model does not read: it was chosen and measured on whole messages. For a
+        sentence, `words_ordinary` is the whole message's `reads_ordinary()`."""
         normalised = normalise(question)
+        score = None if self.words is None or sentence else self.words.score(normalised)
+        if words_ordinary is None:
+            words_ordinary = score is not None and self.words is not None and score < self.words.veto
         text, squeezed, misspelt, idiomatic, words = self._words(normalised)
         # The embedding still sees a removed figure of speech ("dead to the world"): when one was
         # found, the semantic crisis layer must clear a higher bar.
@@ -233,10 +243,18 @@ class SafetyGate:
             if mended != normalised:
                 found = self._lexical("crisis", self.crisis, *self._words(mended)[:3], fuzzy=True)
                 rule = found and "crisis.spelling." + found.split(".", 1)[1]
-        if rule or self._semantic(self.crisis, "crisis", similarity, strictness, short=words <= SHORT_WORDS):
+        # The embedding layers (semantic, discriminant) do not decide alone on a message whose words
+        # score below every labelled crisis (docs/safety.md, session 15): "My husband is nervous about
+        # pain." sits near a one-sentence crisis exemplar; its words are an ordinary message's.
+        embedding_decides = not words_ordinary
+        if rule or (
+            embedding_decides
+            and self._semantic(self.crisis, "crisis", similarity, strictness, short=words <= SHORT_WORDS)
+        ):
             return GateDecision("crisis", rule or "crisis.semantic")
         if (
-            not idiomatic
+            embedding_decides
+            and not idiomatic
             and words >= DISCRIMINANT_MIN_WORDS
             and self._knows_a_word(text)
             and self._discriminant(self.crisis, similarity)
@@ -245,7 +263,7 @@ class SafetyGate:
         # The word model reads the figures of speech too: it learnt them from the labelled ones, and
         # what is left once one is taken out ("my grandfather [died thirty years ago] today") reads
         # as a crisis out of context.
-        if not sentence and self.words is not None and self.words.fires(normalised):
+        if score is not None and self.words is not None and score >= self.words.threshold:
             return GateDecision("crisis", "crisis.words")
         rule = self._lexical("refer", self.refer, text, squeezed, misspelt, fuzzy=False)
         if rule and (self._reads_as_ordinary(self.refer, similarity) or self._general(self.refer, text)):
@@ -253,6 +271,11 @@ class SafetyGate:
         if rule or self._semantic(self.refer, "refer", similarity):
             return GateDecision("refer", rule or "refer.semantic")
         return GateDecision("pass", "pass")
+
+    def reads_ordinary(self, question: str) -> bool:
+        """The crisis word model scores the message below every labelled crisis (its `veto`): the
+        embedding layers alone do not send it, or any of its sentences, to the crisis reply."""
+        return self.words is not None and self.words.reads_ordinary(normalise(question))
 
     def _words(self, normalised: str) -> tuple[str, str, bool, bool, int]:
         """The normalised text with idioms removed, the same with unknown words squeezed, whether a

@@ -55,11 +55,16 @@ def test_a_crisis_in_one_sentence_of_an_ordinary_message_gets_the_crisis_reply(
     assistant = Assistant.load(shipped_settings, spy)
     whole = assistant.gate.check
 
-    def check(text: str, similarity: dict[str, float] | None = None, sentence: bool = False) -> GateDecision:
+    def check(
+        text: str,
+        similarity: dict[str, float] | None = None,
+        sentence: bool = False,
+        words_ordinary: bool | None = None,
+    ) -> GateDecision:
         # Stands in for a sentence only its own embedding gives away (the real model: tests/test_quality.py).
         if text == "Cedar blue ocean falcon sings." and sentence:
             return GateDecision("crisis", "crisis.semantic")
-        return whole(text, similarity, sentence)
+        return whole(text, similarity, sentence, words_ordinary)
 
     monkeypatch.setattr(assistant.gate, "check", check)
     spy.calls.clear()

@@ -46,9 +46,11 @@ def _data(quantile: float = 0.9) -> TrainingSet:
     return TrainingSet(tuple(texts), tuple(crisis), tuple(writers), quantile)
 
 
-def _model_file(folder: Path, terms: dict[str, list[float]], threshold: float = 0.5, quantile: float = 0.993) -> None:
+def _model_file(
+    folder: Path, terms: dict[str, list[float]], threshold: float = 0.5, quantile: float = 0.993, veto: float = -9.0
+) -> None:
     rows = [[gram, idf, weight] for gram, (idf, weight) in terms.items()]
-    raw = {"data": "x", "quantile": quantile, "threshold": threshold, "intercept": -1.0, "terms": rows}
+    raw = {"data": "x", "quantile": quantile, "threshold": threshold, "veto": veto, "intercept": -1.0, "terms": rows}
     (folder / WORDS_FILE).write_text(json.dumps(raw), encoding="utf-8")
 
 
@@ -65,6 +67,19 @@ def test_the_service_scores_exactly_as_scikit_learn_trained_it(tmp_path: Path) -
     again = CrisisWords.load(tmp_path / WORDS_FILE, data.quantile)
     assert again == words
     assert figures["writers"] == 3 and figures["crisis"] == len(CRISIS) and figures["ordinary"] == len(ORDINARY)
+
+
+def test_the_veto_is_the_lowest_score_a_crisis_got_with_its_writer_left_out() -> None:
+    data = _data()
+    words, _ = train(data)
+    left_out = []
+    for writer in sorted(set(data.writer)):
+        keep = [j for j, w in enumerate(data.writer) if w != writer]
+        vectorizer, model = _fit([data.texts[j] for j in keep], [data.crisis[j] for j in keep])
+        crises = [t for t, c, w in zip(data.texts, data.crisis, data.writer, strict=True) if c and w == writer]
+        left_out += list(model.decision_function(vectorizer.transform(crises)))
+    assert words.veto == pytest.approx(min(left_out), abs=1e-5) and words.veto <= min(left_out)
+    assert not any(words.reads_ordinary(t) for t, c in zip(data.texts, data.crisis, strict=True) if c)
 
 
 def test_training_is_deterministic_and_the_threshold_follows_the_quantile() -> None:
@@ -138,7 +153,12 @@ def test_a_knowledge_folder_without_the_file_runs_the_other_layers(knowledge_dir
     [
         ("{not json", "is not a crisis word model"),
         ('{"terms": {}}', "is not a crisis word model"),
-        ('{"data": "x", "quantile": 0.9, "threshold": 1, "intercept": 0, "terms": [["a", 1, 2]]}', "quantile 0.9"),
+        (
+            '{"data": "x", "quantile": 0.9, "threshold": 1, "veto": -3, "intercept": 0, "terms": [["a", 1, 2]]}',
+            "quantile 0.9",
+        ),
+        # A file made before session 15 has no veto: made again, not read with a guessed one.
+        ('{"data": "x", "quantile": 0.993, "threshold": 1, "intercept": 0, "terms": []}', "veto.*crisis-words"),
     ],
 )
 def test_a_broken_or_stale_file_stops_the_gate_from_loading(knowledge_dir: Path, content: str, problem: str) -> None:

@@ -255,8 +255,11 @@ def test_figures_of_speech_and_treatment_questions_pass(text: str) -> None:
 )
 def test_figures_of_speech_added_since_session_10_pass_even_when_the_model_reads_them_as_crisis(text: str) -> None:
     near_crisis = {"crisis": 0.70, "benign": 0.55, "refer": 0.0}
-    assert GATE.check("can I reschedule my appointment", near_crisis).kind == "crisis"
-    assert GATE.check(text, near_crisis).kind == "pass"
+    # The idiom guards on their own: without the crisis word model, whose veto (session 15) overrules
+    # a made-up embedding verdict on a message whose words read as ordinary ones.
+    gate = dataclasses.replace(GATE, words=None)
+    assert gate.check("can I reschedule my appointment", near_crisis).kind == "crisis"
+    assert gate.check(text, near_crisis).kind == "pass"
 
 
 @pytest.mark.parametrize(
@@ -570,9 +573,43 @@ def test_rule_names_the_curated_entry_never_the_question() -> None:
 
 def test_semantic_layer_fires_only_above_threshold_and_margin() -> None:
     quiet = "what colour are the walls"
-    assert GATE.check(quiet, {"crisis": 0.95, "refer": 0.0, "benign": 0.2}).rule == "crisis.semantic"
-    assert GATE.check(quiet, {"crisis": 0.95, "refer": 0.0, "benign": 0.93}).kind == "pass"
-    assert GATE.check(quiet, {"crisis": 0.10, "refer": 0.90, "benign": 0.2}).rule == "refer.semantic"
+    gate = dataclasses.replace(GATE, words=None)  # this layer on its own (the veto: below)
+    assert gate.check(quiet, {"crisis": 0.95, "refer": 0.0, "benign": 0.2}).rule == "crisis.semantic"
+    assert gate.check(quiet, {"crisis": 0.95, "refer": 0.0, "benign": 0.93}).kind == "pass"
+    assert gate.check(quiet, {"crisis": 0.10, "refer": 0.90, "benign": 0.2}).rule == "refer.semantic"
+
+
+def test_the_embedding_layers_do_not_decide_alone_on_words_no_known_crisis_used() -> None:
+    # Session 15: a message the crisis word model scores below every labelled crisis (writer left
+    # out) is not sent to the crisis reply by the semantic or discriminant layer alone.
+    assert GATE.words is not None
+    quiet = "can I reschedule my appointment"
+    assert GATE.reads_ordinary(quiet)
+    near = {"crisis": 0.95, "refer": 0.0, "benign": 0.2, "crisis_discriminant": 0.5, "ordinary": 0.2}
+    assert dataclasses.replace(GATE, words=None).check(quiet, near).kind == "crisis"
+    assert GATE.check(quiet, near).kind == "pass"
+    # The same for a sentence when the whole message reads as ordinary, and not when it does not.
+    assert GATE.check("My husband is nervous.", near, sentence=True, words_ordinary=True).kind == "pass"
+    assert GATE.check("My husband is nervous.", near, sentence=True, words_ordinary=False).kind == "crisis"
+    # The word lists are never overruled: a stated crisis is a crisis whatever its other words.
+    stated = "can I reschedule my appointment, I want to kill myself"
+    assert GATE.check(stated, {}).kind == "crisis"
+    # Nor can the veto meet the word layer: its line is far below the threshold.
+    assert GATE.words.veto < GATE.words.threshold - 3
+
+
+def test_no_labelled_crisis_reads_as_ordinary_words() -> None:
+    # Every crisis of every labelled set, judges included (v38, v39: never trained on): the veto could
+    # not have taken any of them from the crisis reply.
+    yaml = YAML(typ="safe")
+    crises = [
+        case["text"]
+        for path in sorted(SHIPPED_KNOWLEDGE.parent.joinpath("tests").glob("safety_*.yaml"))
+        for case in yaml.load(path.read_text(encoding="utf-8"))["cases"]
+        if case["label"] == "crisis"
+    ]
+    assert len(crises) > 5000
+    assert [t for t in crises if GATE.reads_ordinary(t)] == []
 
 
 def test_a_short_message_nearer_an_out_of_scope_question_is_no_semantic_crisis() -> None:
