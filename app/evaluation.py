@@ -20,13 +20,13 @@ from app.assistant import Assistant
 # `retired` are trained on, `read` (read since it was held out) and `heldout` are not.
 SPLITS = ("tune", "retired", "read", "heldout")
 
-# CI gates on the held-out split, two or three questions below the measured figures
+# CI gates on the held-out split, about two questions below the measured figures
 # (docs/answer-quality.md), so a regression fails the build. The held-out split (v25, v29, v30, v31
-# and, since session 15, v32 and v33: 744 in scope, 95 off-topic, 77 uncovered; never trained on,
-# never read) measured 95.0 %, 96.8 % and 97.4 % on session 15's final state. One in-scope question is
-# 0.13 points, one off-topic question 1.05 and one uncovered question 1.3. These gates guard against
+# and, since session 15, v32 to v34: 867 in scope, 107 off-topic, 83 uncovered; never trained on,
+# never read) measured 94.8 %, 95.3 % and 97.6 % on session 15's final state. One in-scope question is
+# 0.12 points, one off-topic question 0.9 and one uncovered question 1.2. These gates guard against
 # regressions; whether the targets are met is read on fresh writers (docs/answer-quality.md).
-GATES = {"top1": 0.945, "off_topic_declined": 0.94, "uncovered_declined": 0.94}
+GATES = {"top1": 0.945, "off_topic_declined": 0.93, "uncovered_declined": 0.94}
 
 
 @dataclass(frozen=True)
