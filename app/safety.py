@@ -448,6 +448,15 @@ def _parse(path: Path, raw: Any) -> SafetyGate:
                 raise fail(entry, name, f"has a pattern that is not a valid regular expression ({e})") from e
         return tuple(compiled)
 
+    def quantile(entry: str, name: str, value: Any, shape: str) -> float | None:
+        """The quantile of a `{quantile: 0.5–0.999…, …}` setting (discriminant, word model), or None."""
+        if value is None:
+            return None
+        found = value.get("quantile") if isinstance(value, dict) else None
+        if not isinstance(found, float) or not 0.5 <= found < 1:
+            raise fail(entry, name, f"must be {shape}")
+        return found
+
     def rules(entry: str, value: dict[str, Any], substitutions: Mapping[str, str]) -> _Rules:
         phrases = tuple(normalise(p).strip() for p in strings(entry, "phrases", value.get("phrases")))
         patterns = compile_all(
@@ -459,12 +468,7 @@ def _parse(path: Path, raw: Any) -> SafetyGate:
             raise fail(entry, "general", "must be {patterns: [...], personal: [...]}")
         personal = [normalise(w).strip() for w in strings(entry, "general", general.get("personal"), False)]
         discriminant = value.get("discriminant")
-        if discriminant is not None and (
-            not isinstance(discriminant, dict)
-            or not isinstance(discriminant.get("quantile"), float)
-            or not 0.5 <= discriminant["quantile"] < 1
-        ):
-            raise fail(entry, "discriminant", "must be {quantile: 0.5–0.999…, margin: number}")
+        discriminant_quantile = quantile(entry, "discriminant", discriminant, "{quantile: 0.5–0.999…, margin: number}")
         fuzzy: dict[int, list[str]] = {}
         squeezed = tuple(squeeze(p) for p in phrases)
         for phrase in squeezed:
@@ -479,7 +483,7 @@ def _parse(path: Path, raw: Any) -> SafetyGate:
             frozenset(phrases),
             frozenset(squeezed),
             tuple(sorted({len(p.split()) for p in phrases})),
-            float(discriminant["quantile"]) if discriminant else None,
+            discriminant_quantile,
             float(discriminant.get("margin", 0.0)) if discriminant else 0.0,
             general=compile_all(
                 entry, "general", strings(entry, "general", general.get("patterns"), False, strip=False), substitutions
@@ -511,11 +515,7 @@ def _parse(path: Path, raw: Any) -> SafetyGate:
         if isinstance(raw.get(name), dict) and raw[name].get("exemplars") is not None
     }
     idioms = compile_all("idioms", "", strings("idioms", "", raw.get("idioms"), strip=False), substitutions)
-    words = crisis.get("words")
-    if words is not None and (
-        not isinstance(words, dict) or not isinstance(words.get("quantile"), float) or not 0.5 <= words["quantile"] < 1
-    ):
-        raise fail("crisis", "words", "must be {quantile: 0.5–0.999…}")
+    words_quantile = quantile("crisis", "words", crisis.get("words"), "{quantile: 0.5–0.999…}")
     return SafetyGate(
         crisis_message=message("crisis", crisis),
         clinic_line=clinic_line,
@@ -526,7 +526,7 @@ def _parse(path: Path, raw: Any) -> SafetyGate:
         refer=rules("refer", refer, substitutions),
         fuzzy_threshold=float(raw.get("fuzzy_threshold", 90)),
         exemplars=exemplars,
-        words_quantile=float(words["quantile"]) if words else None,
+        words_quantile=words_quantile,
         vocabulary=(
             *(v for values in lists.values() for v in strings("lists", "", values)),
             *(p for section_ in (crisis, refer) for p in strings("", "", section_.get("phrases"))),
