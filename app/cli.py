@@ -330,7 +330,9 @@ def examples(
 
 @cli.command("crisis-words")
 def crisis_words(
-    labelled: Annotated[Path, typer.Option(help="Folder holding tests/safety_*.yaml (the labelled sets).")] = Path("."),
+    labelled: Annotated[
+        Path, typer.Option(help="Folder holding tests/safety_*.yaml and eval/questions.yaml (the labelled sets).")
+    ] = Path("."),
     check: Annotated[
         bool, typer.Option("--check", help="Only say whether the file is current (exit 1 if not).")
     ] = False,

@@ -19,7 +19,12 @@ Made by `python -m app crisis-words` (scikit-learn, which sentence-transformers 
 the service never imports it), from every labelled message the project has read: the safety sets
 in tests/ except judges (`word_model: false`) and held-out halves (`split: heldout`), and the
 knowledge (crisis exemplars against the benign and refer exemplars, vetted, example and
-out-of-scope questions). The threshold
+out-of-scope questions), and the labelled patient questions of eval/questions.yaml outside its
+`heldout` split, as ordinary messages (session 16). Most of those are also the knowledge's example
+questions, so a patient's question about the treatment in effect counts twice: on the held-out
+questions that sent one fewer to the crisis reply, and one fewer of a new writer's (questions v35),
+for no crisis lost; weighting the example questions twice without the labelled set did not
+(docs/safety.md). The threshold
 is the `quantile` (knowledge/safety.yaml, `crisis.words`) of the scores of ordinary messages when
 their writer's set is left out of training, over the sets the embedding was not tuned on.
 
@@ -62,7 +67,7 @@ MIN_DF = 2
 
 @dataclass(frozen=True)
 class CrisisWords:
-    # n-gram -> its row in `idf` and `weight` (stdlib arrays: ~37,000 terms in ~4 MB, not ~12 MB of tuples)
+    # n-gram -> its row in `idf` and `weight` (stdlib arrays: ~46,000 terms in ~5 MB, not ~15 MB of tuples)
     terms: dict[str, int]
     idf: array[float]
     weight: array[float]
@@ -150,7 +155,8 @@ def training_set(
 ) -> TrainingSet:
     """Every labelled message the project has read, normalised: the knowledge and the gate's
     exemplars, then the safety sets under labelled_root/tests except those marked
-    `word_model: false` (judges) and the cases marked `split: heldout`."""
+    `word_model: false` (judges) and the cases marked `split: heldout`, then the questions of
+    labelled_root/eval/questions.yaml outside its `heldout` split (as ordinary messages)."""
     rows: list[tuple[str, bool, str]] = [(t, True, "") for t in exemplars.get("crisis", [])]
     ordinary = [t for group in ("refer", "benign") for t in exemplars.get(group, [])]
     ordinary += [q for p in knowledge.passages if p.status == "approved" for q in p.questions]
@@ -166,6 +172,10 @@ def training_set(
         # A set's held-out half (safety_cases.yaml, v4) is never learnt from, as in app/tuning.py.
         cases = [c for c in raw["cases"] if c.get("split") != "heldout"]
         rows += [(case["text"], case["label"] == "crisis", writer) for case in cases]
+    questions = labelled_root / "eval" / "questions.yaml"  # absent in a clinic's own knowledge folder
+    if questions.exists():
+        items = yaml.load(questions.read_text(encoding="utf-8"))["questions"]
+        rows += [(item["q"], False, "") for item in items if item.get("split") != "heldout"]
     return TrainingSet(
         tuple(normalise(t.strip()) for t, _, _ in rows),
         tuple(c for _, c, _ in rows),

@@ -46,11 +46,13 @@ def _data(quantile: float = 0.9) -> TrainingSet:
     return TrainingSet(tuple(texts), tuple(crisis), tuple(writers), quantile)
 
 
-def _model_file(
-    folder: Path, terms: dict[str, list[float]], threshold: float = 0.5, quantile: float = 0.993, veto: float = -9.0
-) -> None:
+# The quantile knowledge/safety.yaml asks for: a file made for another one does not load.
+QUANTILE = SafetyGate.load(SHIPPED_KNOWLEDGE / "safety.yaml", words=False).words_quantile
+
+
+def _model_file(folder: Path, terms: dict[str, list[float]], threshold: float = 0.5, veto: float = -9.0) -> None:
     rows = [[gram, idf, weight] for gram, (idf, weight) in terms.items()]
-    raw = {"data": "x", "quantile": quantile, "threshold": threshold, "veto": veto, "intercept": -1.0, "terms": rows}
+    raw = {"data": "x", "quantile": QUANTILE, "threshold": threshold, "veto": veto, "intercept": -1.0, "terms": rows}
     (folder / WORDS_FILE).write_text(json.dumps(raw), encoding="utf-8")
 
 
@@ -104,6 +106,14 @@ def test_the_shipped_model_is_current_with_the_labelled_data() -> None:
     for path in judged:
         cases = yaml.load(path.read_text(encoding="utf-8"))["cases"]
         assert sum(normalise(c["text"].strip()) in texts for c in cases) < len(cases) / 20, path.name
+    # Nor the held-out questions, which judge answer quality; the others are learnt as ordinary messages.
+    questions = yaml.load((ROOT / "eval" / "questions.yaml").read_text(encoding="utf-8"))["questions"]
+    # (Counts, not texts, in the assertions: a failure must not print the held-out questions. A few
+    # short ones, "40 mins", are also other sets' texts.)
+    heldout = [normalise(q["q"].strip()) in texts for q in questions if q["split"] == "heldout"]
+    learnt = [normalise(q["q"].strip()) in texts for q in questions if q["split"] != "heldout"]
+    assert len(heldout) > 500 and sum(heldout) < len(heldout) / 20
+    assert all(learnt)
 
 
 @pytest.fixture
@@ -144,7 +154,7 @@ def test_the_shipped_model_lets_the_figures_of_speech_it_was_shown_through() -> 
 
 def test_a_knowledge_folder_without_the_file_runs_the_other_layers(knowledge_dir: Path) -> None:
     gate = SafetyGate.load(knowledge_dir / "safety.yaml")
-    assert gate.words is None and gate.words_quantile == 0.993
+    assert gate.words is None and gate.words_quantile == QUANTILE
     assert gate.check("i want to kill myself").kind == "crisis"
 
 
@@ -158,7 +168,10 @@ def test_a_knowledge_folder_without_the_file_runs_the_other_layers(knowledge_dir
             "quantile 0.9",
         ),
         # A file made before session 15 has no veto: made again, not read with a guessed one.
-        ('{"data": "x", "quantile": 0.993, "threshold": 1, "intercept": 0, "terms": []}', "veto.*crisis-words"),
+        (
+            json.dumps({"data": "x", "quantile": QUANTILE, "threshold": 1, "intercept": 0, "terms": []}),
+            "veto.*crisis-words",
+        ),
     ],
 )
 def test_a_broken_or_stale_file_stops_the_gate_from_loading(knowledge_dir: Path, content: str, problem: str) -> None:
@@ -197,6 +210,17 @@ def test_the_command_makes_the_file_and_checks_it(knowledge_dir: Path, tmp_path:
     judged = [{"text": t, "label": "crisis"} for t in ("zebra crossing tonight", "zebra crossing again")]
     judge = {"tuned_on": False, "word_model": False, "cases": judged}
     (labelled / "tests" / "safety_heldout_w9.yaml").write_text(json.dumps(judge), encoding="utf-8")
+    (labelled / "eval").mkdir()
+    questions = [
+        {"q": q, "expect": "no_match", "category": "off_topic", "split": split}
+        for q, split in [
+            ("walrus tusks", "tune"),
+            ("walrus food", "read"),
+            ("narwhal a", "heldout"),
+            ("narwhal b", "heldout"),
+        ]
+    ]
+    (labelled / "eval" / "questions.yaml").write_text(json.dumps({"questions": questions}), encoding="utf-8")
     args = ["crisis-words", "--knowledge", str(knowledge_dir), "--labelled", str(labelled)]
     runner = CliRunner()
     assert runner.invoke(cli, [*args, "--check"]).exit_code == 1  # no file yet
@@ -207,6 +231,7 @@ def test_the_command_makes_the_file_and_checks_it(knowledge_dir: Path, tmp_path:
     model = json.loads((knowledge_dir / WORDS_FILE).read_text(encoding="utf-8"))
     grams = {gram for gram, _, _ in model["terms"]}
     assert "zebra" not in grams and "tonight" in grams  # a judge's words are never learnt
+    assert "walrus" in grams and "narwhal" not in grams  # nor the held-out questions' words
     # More labelled data: the file is stale until the command runs again.
     shutil.copy(labelled / "tests" / "safety_heldout_w0.yaml", labelled / "tests" / "safety_heldout_w3.yaml")
     assert runner.invoke(cli, [*args, "--check"]).exit_code == 1

@@ -599,7 +599,7 @@ def test_the_embedding_layers_do_not_decide_alone_on_words_no_known_crisis_used(
 
 
 def test_no_labelled_crisis_reads_as_ordinary_words() -> None:
-    # Every crisis of every labelled set, judges included (v38 to v40: never trained on): the veto could
+    # Every crisis of every labelled set, judges included (v38 to v43: never trained on): the veto could
     # not have taken any of them from the crisis reply.
     yaml = YAML(typ="safe")
     crises = [
@@ -616,11 +616,12 @@ def test_a_short_message_nearer_an_out_of_scope_question_is_no_semantic_crisis()
     # "do you take apple pay" sat nearer a crisis message than any benign one (session 12). Up to
     # eight words, the known out-of-scope questions count as ordinary text for the margin too.
     near = {"crisis": 0.80, "refer": 0.0, "benign": 0.5, "out_of_scope": 0.79}
-    assert GATE.check("do you take apple pay", near).kind == "pass"
-    assert GATE.check("do you take apple pay", {**near, "out_of_scope": 0.5}).rule == "crisis.semantic"
+    gate = dataclasses.replace(GATE, words=None)  # this layer on its own (the word model's veto: below)
+    assert gate.check("do you take apple pay", near).kind == "pass"
+    assert gate.check("do you take apple pay", {**near, "out_of_scope": 0.5}).rule == "crisis.semantic"
     # A longer message keeps the old margin: crises hidden in logistics questions need it.
     long = "could you delete my account and all my messages before my family reads them after"
-    assert GATE.check(long, near).rule == "crisis.semantic"
+    assert gate.check(long, near).rule == "crisis.semantic"
 
 
 def test_a_message_nearer_a_labelled_off_topic_question_is_no_semantic_crisis() -> None:
