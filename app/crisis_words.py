@@ -21,9 +21,9 @@ in tests/ except judges (`word_model: false`) and held-out halves (`split: heldo
 knowledge (crisis exemplars against the benign and refer exemplars, vetted, example and
 out-of-scope questions), and the labelled patient questions of eval/questions.yaml outside its
 `heldout` split, as ordinary messages (session 16). Most of those are also the knowledge's example
-questions, so a patient's question about the treatment in effect counts twice: on the held-out
-questions that sent one fewer to the crisis reply, and one fewer of a new writer's (questions v35),
-for no crisis lost; weighting the example questions twice without the labelled set did not
+questions, so in effect a patient's question about the treatment counts twice. Judged in session 16:
+one fewer held-out question and one fewer of a new writer's (questions v35) sent to the crisis reply,
+no labelled crisis lost; weighting the example questions twice without the labelled set moved neither
 (docs/safety.md). The threshold
 is the `quantile` (knowledge/safety.yaml, `crisis.words`) of the scores of ordinary messages when
 their writer's set is left out of training, over the sets the embedding was not tuned on.
