@@ -174,8 +174,9 @@ def training_set(
         rows += [(case["text"], case["label"] == "crisis", writer) for case in cases]
     questions = labelled_root / "eval" / "questions.yaml"  # absent in a clinic's own knowledge folder
     if questions.exists():
-        items = yaml.load(questions.read_text(encoding="utf-8"))["questions"]
-        rows += [(item["q"], False, "") for item in items if item.get("split") != "heldout"]
+        from app.evaluation import load_cases  # the evaluation's reader: a misspelt split is refused, not learnt
+
+        rows += [(case.question, False, "") for case in load_cases(questions) if case.split != "heldout"]
     return TrainingSet(
         tuple(normalise(t.strip()) for t, _, _ in rows),
         tuple(c for _, c, _ in rows),

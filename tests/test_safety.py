@@ -616,7 +616,7 @@ def test_a_short_message_nearer_an_out_of_scope_question_is_no_semantic_crisis()
     # "do you take apple pay" sat nearer a crisis message than any benign one (session 12). Up to
     # eight words, the known out-of-scope questions count as ordinary text for the margin too.
     near = {"crisis": 0.80, "refer": 0.0, "benign": 0.5, "out_of_scope": 0.79}
-    gate = dataclasses.replace(GATE, words=None)  # this layer on its own (the word model's veto: below)
+    gate = dataclasses.replace(GATE, words=None)  # this layer on its own (the word model's veto: above)
     assert gate.check("do you take apple pay", near).kind == "pass"
     assert gate.check("do you take apple pay", {**near, "out_of_scope": 0.5}).rule == "crisis.semantic"
     # A longer message keeps the old margin: crises hidden in logistics questions need it.
