@@ -599,7 +599,7 @@ def test_the_embedding_layers_do_not_decide_alone_on_words_no_known_crisis_used(
 
 
 def test_no_labelled_crisis_reads_as_ordinary_words() -> None:
-    # Every crisis of every labelled set, judges included (v38 to v43: never trained on): the veto could
+    # Every crisis of every labelled set, judges included (v38 to v43, v46 to v49: never trained on): the veto could
     # not have taken any of them from the crisis reply.
     yaml = YAML(typ="safe")
     crises = [
