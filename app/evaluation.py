@@ -25,8 +25,8 @@ SPLITS = ("tune", "retired", "read", "heldout")
 # since session 15 v32 to v34, since session 16 v35 to v37 and since session 17 v38 and v39: 1,355 in
 # scope, 133 off-topic, 112 uncovered; never trained on, never read) measured 95.9 %, 96.2 % and
 # 97.3 % on session 17's final state. One in-scope question is 0.07 points, one off-topic question 0.8
-# and one uncovered question 0.9. These gates guard against regressions; whether the targets are met is read on fresh writers
-# (docs/answer-quality.md).
+# and one uncovered question 0.9. These gates guard against regressions; whether the targets are met
+# is read on fresh writers (docs/answer-quality.md).
 GATES = {"top1": 0.953, "off_topic_declined": 0.94, "uncovered_declined": 0.95}
 
 
