@@ -168,6 +168,10 @@ class _Rules:
     # asks for advice. The semantic refer layer still reads the message.
     general: tuple[re.Pattern[str], ...] = ()
     personal: re.Pattern[str] | None = None
+    # Refer only: patterns that ask for oneself and that neither `lexical_guard` nor `general`
+    # overrules ("do I qualify if…", "can I get a longer infusion?"): near a vetted question in
+    # wording, personal in what they ask (docs/safety.md, session 18).
+    firm: tuple[re.Pattern[str], ...] = ()
 
 
 @dataclass
@@ -265,6 +269,9 @@ class SafetyGate:
         # as a crisis out of context.
         if score is not None and self.words is not None and score >= self.words.threshold:
             return GateDecision("crisis", "crisis.words")
+        firm = next((p for p in self.refer.firm if p.search(text)), None)
+        if firm is not None:
+            return GateDecision("refer", f"refer.firm:{firm.pattern[:40]}")
         rule = self._lexical("refer", self.refer, text, squeezed, misspelt, fuzzy=False)
         if rule and (self._reads_as_ordinary(self.refer, similarity) or self._general(self.refer, text)):
             rule = None
@@ -489,6 +496,9 @@ def _parse(path: Path, raw: Any) -> SafetyGate:
                 entry, "general", strings(entry, "general", general.get("patterns"), False, strip=False), substitutions
             ),
             personal=compile_all(entry, "general", [_word_alternation(personal)], {})[0] if personal else None,
+            firm=compile_all(
+                entry, "firm", strings(entry, "firm", value.get("firm"), False, strip=False), substitutions
+            ),
         )
 
     crisis, refer = section("crisis"), section("refer")
