@@ -107,8 +107,10 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
 ) -> None:
     """Run the service (uvicorn, JSON logs, drain on SIGTERM) after checking the knowledge files."""
+    from app.server import return_large_blocks
     from app.server import serve as run_server
 
+    return_large_blocks()  # before the knowledge check: its parse is the first of the start-up's temporaries
     run_server(host, port, _checked_settings())
 
 

@@ -103,6 +103,14 @@ def load_assistant(app: FastAPI, settings: Settings, embedder_factory: Callable[
         app.state.status, app.state.detail = "failed", str(e)
         log.error("cannot start: %s", e)
         return
+    except Exception as e:
+        # Anything else (an ONNX export of another model, a missing or unreadable model folder): without
+        # this the loading thread died unseen and /readyz said "loading" for ever, with nothing logged.
+        # The detail names no path of this machine; the log says what and where.
+        app.state.status = "failed"
+        app.state.detail = f"the model or index could not be loaded ({type(e).__name__}); the service log says why"
+        log.error("cannot start: %s", e, exc_info=True)
+        return
     # Warm-up: the first encode pays for lazy initialisation; do it before we say "ready".
     assistant.embedder.query_embed(["warm up"])
     today = settings.current_date()

@@ -502,6 +502,10 @@ def _parse(path: Path, raw: Any) -> SafetyGate:
         )
 
     crisis, refer = section("crisis"), section("refer")
+    for name in ("firm", "general"):
+        # Read for refer only: under crisis they would be parsed and never used.
+        if name in crisis:
+            raise fail("crisis", name, "is a refer setting: move it under refer")
     lists = raw.get("lists") or {}
     substitutions = {
         name: "(?:" + "|".join(re.escape(normalise(v).strip()) for v in strings("lists", name, values)) + ")"

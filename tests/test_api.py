@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 import uuid
 from datetime import date
 
@@ -166,6 +168,24 @@ def test_broken_knowledge_fails_readiness_with_the_named_field(settings: Setting
         body = client.get("/readyz")
     assert body.status_code == 503
     assert "entry 'sleepy', field 'text'" in body.json()["detail"]
+
+
+def test_a_model_that_cannot_load_fails_readiness_and_is_logged(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken() -> FakeEmbedder:
+        raise ValueError("KETAMINE_QA_EMBEDDER=onnx: the ONNX export in /somewhere is of another model")
+
+    with caplog.at_level(logging.ERROR), TestClient(create_app(settings, embedder_factory=broken)) as client:
+        deadline = time.monotonic() + 10
+        while client.get("/readyz").json()["status"] == "loading" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        body = client.get("/readyz")
+        asked = client.post("/v1/ask", json={"question": "does it hurt"})
+    assert body.status_code == 503 and body.json()["status"] == "failed"
+    assert "ValueError" in body.json()["detail"] and "/somewhere" not in body.json()["detail"]
+    assert asked.status_code == 503
+    assert any("cannot start" in r.getMessage() and "another model" in r.getMessage() for r in caplog.records)
 
 
 def test_stale_index_is_rebuilt_at_start(settings: Settings) -> None:
