@@ -7,8 +7,6 @@ answers 503 until they are in place (so an orchestrator never routes patients to
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
 import gc
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -29,6 +27,7 @@ from app.embedder import Embedder, load_embedder
 from app.errors import InvalidKnowledge, KnowledgeError, NotReady, StaleIndex
 from app.problems import PROBLEM_JSON, problem
 from app.schemas import Readiness
+from app.server import return_freed_memory
 
 log = logging.getLogger("app")
 
@@ -80,24 +79,11 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
 
 
-def _return_freed_memory() -> None:
-    """Give the C heap's free pages back to the system (glibc's malloc_trim). Parsing the knowledge
-    files twice (the check, then the load) and building the index leave ~10 MB freed but still
-    counted in the process's memory; the service's memory target is its peak (docs/benchmarks.md)."""
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-        if libc is not None and hasattr(libc, "malloc_trim"):
-            libc.malloc_trim(0)
-    except OSError:  # not glibc (musl, macOS): nothing to give back this way
-        pass
-
-
 def load_assistant(app: FastAPI, settings: Settings, embedder_factory: Callable[[], Embedder]) -> None:
     """Load model, knowledge and index; record the outcome on app.state (runs in a thread)."""
     try:
         embedder = embedder_factory()
-        _return_freed_memory()  # the knowledge check's and the model loader's leftovers, before the index
+        return_freed_memory()  # the knowledge check's and the model loader's leftovers, before the index
         assistant = Assistant.load(settings, embedder)
     except (InvalidKnowledge, KnowledgeError, StaleIndex) as e:
         app.state.status, app.state.detail = "failed", str(e)
@@ -132,7 +118,7 @@ def load_assistant(app: FastAPI, settings: Settings, embedder_factory: Callable[
     # Frozen, they are skipped; a reload's new objects are collected as usual.
     gc.collect()
     gc.freeze()
-    _return_freed_memory()
+    return_freed_memory()
     app.state.assistant = assistant
     if app.state.status != "stopping":  # a SIGTERM during the load keeps readiness at 503
         app.state.status = "ready"

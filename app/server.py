@@ -29,6 +29,16 @@ M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 128 * 1024
 
 
+def _glibc() -> ctypes.CDLL | None:
+    """The C library when it is glibc (it has malloc_trim); None elsewhere (musl, macOS)."""
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    return libc if libc is not None and hasattr(libc, "malloc_trim") else None
+
+
 def return_large_blocks() -> None:
     """Fix glibc's mmap threshold at its initial 128 KiB. glibc raises the threshold (up to 32 MiB)
     each time a mapped block is freed, so after the first few the start-up's large temporaries (the
@@ -36,14 +46,20 @@ def return_large_blocks() -> None:
     heap, where the freed space stays counted in the process until a malloc_trim, and partly even
     after it. With the threshold fixed they are unmapped when freed: VmHWM at /readyz ~292 -> ~281 MB,
     after ~1,000 requests at c=32 ~294 -> ~289 MB. Call it before the start-up's
-    allocations. Not glibc (musl, macOS): nothing to set."""
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-        if libc is not None and hasattr(libc, "mallopt"):
-            libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
-    except OSError:
-        pass
+    allocations. Not glibc: nothing to set."""
+    libc = _glibc()
+    if libc is not None:
+        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+
+
+def return_freed_memory() -> None:
+    """Give the C heap's free pages back to the system (glibc's malloc_trim). Parsing the knowledge
+    files twice (the check, then the load) and building the index leave ~10 MB freed but still
+    counted in the process's memory; the service's memory target is its peak (docs/benchmarks.md).
+    Not glibc: nothing to give back this way."""
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 class DrainingServer(uvicorn.Server):
