@@ -885,6 +885,16 @@ def test_a_long_message_is_cut_into_a_bounded_number_of_sentence_runs() -> None:
     assert " ".join(parts) == text  # nothing lost, nothing reordered
 
 
+def test_a_number_glued_to_its_unit_stays_a_number() -> None:
+    # Digits inside a word are look-alike letters, but "50mg" is fifty milligrams, not "somg".
+    assert normalise("my spray is 56mg, can I take 100mg at 10am before my 3rd one?") == (
+        " my spray is 56 mg can i take 100 mg at 10 am before my 3 rd one "
+    )
+    assert normalise("k1ll mys3lf") == " kill myself "
+    assert GATE.check("can I take 50mg of my trazodone the night before?").kind == "refer"
+    assert GATE.check("I just took 300mg of my seroquel, all of it").kind == "crisis"
+
+
 def test_counts_written_as_words_read_as_numbers() -> None:
     assert normalise("I took twenty of my pills, maybe a hundred") == " i took 20 of my pills maybe a 100 "
     assert normalise("it is often ten times better") == " it is often 10 times better "
