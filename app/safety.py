@@ -72,7 +72,8 @@ LOOKALIKES = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "@
 # A number glued to a unit or an ordinal ("50mg", "10am", "3rd", "2x") is a number, not look-alike
 # letters: read as "50 mg", where "50mg" had become "somg" and no dose pattern saw it (session 20).
 NUMBER_UNIT = re.compile(
-    r"(\d+(?:\.\d+)?)(mg|mgs|mcg|ml|g|kg|kgs|lb|lbs|cm|mm|ft|am|pm|h|hr|hrs|min|mins|x|k|st|nd|rd|th|s|yo|yr|yrs)"
+    r"(?<![a-z0-9@$])(\d+(?:\.\d+)?)"
+    r"(mg|mgs|mcg|ml|g|kg|kgs|lb|lbs|cm|mm|ft|am|pm|h|hr|hrs|min|mins|x|k|st|nd|rd|th|s|yo|yr|yrs)(?![a-z0-9@$])"
 )
 APOSTROPHES = re.compile(r"[\u2019\u2018\u02bc`´']")
 
@@ -85,8 +86,8 @@ def normalise(text: str) -> str:
     # "!" or "|" between letters stands for an i ("k!ll", "su|cide"), and so does a censoring "*"
     # ("k*ll", "su*cide": the vowel most often starred in these words).
     text = re.sub(r"(?<=[a-z])[!|*](?=[a-z])", "i", text)
+    text = NUMBER_UNIT.sub(r"\1 \2", text)
     # Digits inside words are look-alike letters ("k1ll", "d1e"); stand-alone numbers stay.
-    text = re.sub(r"(?<![a-z0-9@$])" + NUMBER_UNIT.pattern + r"(?![a-z0-9@$])", r"\1 \2", text)
     text = re.sub(
         r"[a-z]*[0-9@$][a-z0-9@$]*",
         lambda m: m.group(0).translate(LOOKALIKES) if re.search(r"[a-z]", m.group(0)) else m.group(0),
