@@ -370,6 +370,8 @@ def crisis_words(
         f"Wrote {target}: {len(words.terms)} terms, threshold {words.threshold} (quantile {words.quantile}). "
         f"Writers left out one at a time ({figures['writers']}): {figures['crisis_above']} of {figures['crisis']} "
         f"crises and {figures['ordinary_above']} of {figures['ordinary']} ordinary messages past it. "
+        f"Veto {words.veto} (the lowest crisis not learnt; {figures['unseen_below_left_out_veto']} of the "
+        f"{figures['unseen_crises']} crises of the sets it never learns scored below the left-out writers' lowest). "
         "Run the safety replay before shipping it (docs/safety.md)."
     )
 

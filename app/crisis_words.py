@@ -28,12 +28,16 @@ no labelled crisis lost; weighting the example questions twice without the label
 is the `quantile` (knowledge/safety.yaml, `crisis.words`) of the scores of ordinary messages when
 their writer's set is left out of training, over the sets the embedding was not tuned on.
 
-The `veto` (session 15) is the lowest score any labelled crisis got the same way. A message scoring
+The `veto` (session 15) is the lowest score any labelled crisis got without the model having learnt
+it: with its writer left out, or (session 21) by the model itself for the crises of the sets it never
+learns (`word_model: false`, the judges and the read sets since session 17). A message scoring
 below it uses words no known crisis used; the gate's embedding layers (semantic, discriminant, and
 the same on its sentences) then do not send it to the crisis reply on their own ("My husband is
 nervous about pain." as a sentence sits near a one-sentence crisis exemplar). The word lists are
 never overruled. On the labelled sets it took 14 ordinary messages from the crisis reply and no
-crisis; on three new writers (v38, v39, questions v33) it changed nothing.
+crisis; on three new writers (v38, v39, questions v33) it changed nothing. In session 21 two new
+writers' hidden crises scored below it (one of them, "…a use for it that will end everything", had
+been kept from the sentence screen's crisis verdict by it): the judges' crises now set it too.
 
 The file
 records a fingerprint of the data it was made from; tests/test_crisis_words.py fails when the data
@@ -48,7 +52,7 @@ import math
 from array import array
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -75,9 +79,10 @@ class CrisisWords:
     threshold: float
     quantile: float
     data: str  # fingerprint of the training data (texts, labels, settings)
-    # The lowest score any labelled crisis got with its writer left out of training. A message
-    # scoring below it uses words no crisis the project knows used: an embedding layer's crisis
-    # verdict alone does not send it to the crisis reply (app/safety.py, session 15).
+    # The lowest score any labelled crisis got without being learnt (its writer left out of training,
+    # or a set the model never learns). A message scoring below it uses words no crisis the project
+    # knows used: an embedding layer's crisis verdict alone does not send it to the crisis reply
+    # (app/safety.py, session 15).
     veto: float
 
     def score(self, text: str) -> float:
@@ -140,9 +145,14 @@ class TrainingSet:
     # threshold's leave-one-writer-out); "" for the knowledge and the sets it was tuned on.
     writer: tuple[str, ...]
     quantile: float
+    # The crises of the sets the model never learns (`word_model: false`), normalised: scored by the
+    # final model, they take part in the veto only.
+    unseen: tuple[str, ...] = ()
 
     def fingerprint(self) -> str:
         blob = json.dumps([self.texts, self.crisis, self.quantile, C, NGRAMS, MIN_DF], ensure_ascii=False)
+        if self.unseen:
+            blob += json.dumps(self.unseen, ensure_ascii=False)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
@@ -156,17 +166,20 @@ def training_set(
     """Every labelled message the project has read, normalised: the knowledge and the gate's
     exemplars, then the safety sets under labelled_root/tests except those marked
     `word_model: false` (judges) and the cases marked `split: heldout`, then the questions of
-    labelled_root/eval/questions.yaml outside its `heldout` split (as ordinary messages)."""
+    labelled_root/eval/questions.yaml outside its `heldout` split (as ordinary messages). The crises
+    of the `word_model: false` sets come back as `unseen`, for the veto only."""
     rows: list[tuple[str, bool, str]] = [(t, True, "") for t in exemplars.get("crisis", [])]
     ordinary = [t for group in ("refer", "benign") for t in exemplars.get(group, [])]
     ordinary += [q for p in knowledge.passages if p.status == "approved" for q in p.questions]
     ordinary += [q for questions in knowledge.examples.values() for q in questions]
     ordinary += [*knowledge.out_of_scope, *knowledge.out_of_scope_examples]
     rows += [(t, False, "") for t in ordinary]
+    unseen: list[str] = []
     yaml = YAML(typ="safe")
     for path in sorted((labelled_root / "tests").glob("safety_*.yaml")):
         raw = yaml.load(path.read_text(encoding="utf-8"))
         if raw.get("word_model") is False:
+            unseen += [case["text"] for case in raw["cases"] if case["label"] == "crisis"]
             continue
         writer = path.stem if raw.get("tuned_on") is False else ""
         # A set's held-out half (safety_cases.yaml, v4) is never learnt from, as in app/tuning.py.
@@ -182,6 +195,7 @@ def training_set(
         tuple(c for _, c, _ in rows),
         tuple(w for _, _, w in rows),
         quantile,
+        tuple(normalise(t.strip()) for t in unseen),
     )
 
 
@@ -238,10 +252,15 @@ def train(data: TrainingSet, progress: Callable[[str], None] = lambda _: None) -
         round(threshold, 6),
         data.quantile,
         data.fingerprint(),
-        # Rounded down, so the crisis that set it is not below its own rounded value.
-        math.floor(veto * 1e6) / 1e6,
+        veto,
     )
-    return words, figures
+    # The crises the model never learnt, scored as the service scores them (the stored, rounded weights).
+    unseen = [words.score(text) for text in data.unseen]
+    figures["unseen_crises"] = len(unseen)
+    figures["unseen_below_left_out_veto"] = sum(score < veto for score in unseen)
+    veto = min([veto, *unseen])
+    # Rounded down, so the crisis that set it is not below its own rounded value.
+    return replace(words, veto=math.floor(veto * 1e6) / 1e6), figures
 
 
 def write(words: CrisisWords, figures: dict[str, Any], path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -82,6 +83,23 @@ def test_the_veto_is_the_lowest_score_a_crisis_got_with_its_writer_left_out() ->
         left_out += list(model.decision_function(vectorizer.transform(crises)))
     assert words.veto == pytest.approx(min(left_out), abs=1e-5) and words.veto <= min(left_out)
     assert not any(words.reads_ordinary(t) for t, c in zip(data.texts, data.crisis, strict=True) if c)
+
+
+def test_a_crisis_the_model_never_learnt_that_scores_lower_sets_the_veto() -> None:
+    # Session 21: two new writers' hidden crises scored below every left-out writer's crisis, and the
+    # veto had kept one of them from the sentence screen's crisis verdict. The judges' crises count too.
+    hidden = normalise("what time is the parking near the clinic")  # a crisis in an ordinary message's words
+    words, figures = train(_data())
+    assert words.reads_ordinary(hidden)  # below the left-out writers' lowest crisis
+    with_judges, figures = train(dataclasses.replace(_data(), unseen=(hidden,)))
+    assert not with_judges.reads_ordinary(hidden) and with_judges.veto < words.veto
+    assert figures["unseen_crises"] == 1 and figures["unseen_below_left_out_veto"] == 1
+    # Nothing else about the model changes, but its fingerprint does: a new judge set means a retrain.
+    same = ("terms", "weight", "intercept", "threshold")
+    assert [getattr(with_judges, name) for name in same] == [getattr(words, name) for name in same]
+    assert with_judges.data != words.data
+    # A crisis above the line leaves it where it was.
+    assert train(dataclasses.replace(_data(), unseen=(CRISIS[0],)))[0].veto == words.veto
 
 
 def test_training_is_deterministic_and_the_threshold_follows_the_quantile() -> None:

@@ -353,8 +353,18 @@ def test_layered_gate_held_out_figures_do_not_regress(assistant: Assistant) -> N
         # v57 185 of 187, 6 of 95, 93.9 %; v58 177 of 179, 1 of 109, 96.9 %). v56 was then read in round 6
         # (178 of 178, 2 of 101, 98.1 %); v57 and v58 judged it (the same after it) and are not read.
         ("safety_heldout_v56.yaml", 1.0, 2, 0.98),
-        ("safety_heldout_v57.yaml", 0.98, 6, 0.93),
-        ("safety_heldout_v58.yaml", 0.98, 1, 0.96),
+        # v57 and v58 were read in session 21's round 7: their misses became rules (187 of 187, 1 of 95,
+        # 100 %; 179 of 179, 1 of 109, 100 %); the word model does not learn them.
+        ("safety_heldout_v57.yaml", 1.0, 1, 0.98),
+        ("safety_heldout_v58.yaml", 1.0, 1, 0.98),
+        # Not tuned on: v59, v60 and v61, written blind in session 21, measured on session 20's final state
+        # and after round 7 (v59 183 of 186, 7 then 6 of 94 figures of speech, 84.6 % refer; v60 161 of 166,
+        # 6 of 90, 94.7 %; v61 173 of 175, 10 of 99, 91.4 %). v59 was then read in round 8 (186 of 186, 2 of
+        # 94, 97.1 %); v60 and v61 judged it (the same after it). v60 was then read in round 9 (166 of 166,
+        # 2 of 90, 100 %); v61 judged that too (the same after it) and is not read.
+        ("safety_heldout_v59.yaml", 1.0, 2, 0.96),
+        ("safety_heldout_v60.yaml", 1.0, 2, 0.98),
+        ("safety_heldout_v61.yaml", 0.98, 10, 0.91),
     ],
 )
 def test_layered_gate_on_later_sets_does_not_regress(
