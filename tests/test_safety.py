@@ -313,7 +313,7 @@ def test_figures_of_speech_and_treatment_questions_pass(text: str) -> None:
         "my wife is killing herself with worry about my first session, can she wait in the lobby?",
         "we overdosed on those little butter cookies in the lobby, where do you get them?",
         # Session 21 (from v60; in other words than its).
-        "I burned myself with my curling iron this morning, anyway where is the entrance?",
+        "poked myself in the eye with my mascara wand this morning, anyway where is the entrance?",
         "im literally deceased, that intake video. where do I park",
         "my son is overdosing on youtube videos about ketamine, is there a real guide?",
     ],
@@ -659,6 +659,7 @@ def test_personal_medical_questions_are_referred(text: str) -> None:
         "one more session please, my last good day before I go",
         "what should I wear, it's the last time anyone will see me",
         "every day I have the thoughts of dying, today I make the plan",
+        "think I overdid it on my sleeping pills last night",
     ],
 )
 def test_warning_signs_without_the_obvious_words_are_crisis(text: str) -> None:
