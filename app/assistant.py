@@ -81,6 +81,28 @@ def index_entries(knowledge: Knowledge, gate: SafetyGate, today: date) -> list[v
 DISCRIMINANT_MIN_EXAMPLES = 300
 
 
+def attach_speller(gate: SafetyGate, settings: Settings, knowledge: Knowledge, today: date) -> SpellingCorrector | None:
+    """The query speller the service builds from the served knowledge, handed to the gate too: its
+    known words decide which words are misspelt (fuzzy matching) and it mends the text the word lists
+    read a second time. Also used by `python -m app crisis-words` to read crises as the service does."""
+    if not settings.spelling_correction:
+        return None
+    passages = knowledge.served(today)
+    speller = SpellingCorrector(
+        [
+            *(p.text for p in passages),
+            *gate.exemplars.get("benign", []),
+            *(q for p in passages for q in p.questions),
+            *knowledge.out_of_scope,
+            *gate.vocabulary,
+        ],
+        model_vocabulary(resolve_model_path(settings.model)),
+    )
+    gate.known_words = speller.known
+    gate.mend = speller.correct
+    return speller
+
+
 class Assistant:
     def __init__(
         self,
@@ -124,6 +146,7 @@ class Assistant:
                     self.index.out_of_scope_matrix,
                 ],
                 gate.crisis.discriminant_quantile,
+                sentence_quantile=gate.crisis.discriminant_sentence_quantile,
             )
             if gate.crisis.discriminant_quantile is not None
             and len(gate.exemplars.get("crisis", [])) >= DISCRIMINANT_MIN_EXAMPLES
@@ -148,23 +171,7 @@ class Assistant:
             gate.crisis = dataclasses.replace(gate.crisis, semantic_threshold=calibration["crisis_semantic_threshold"])
         if "refer_lexical_guard" in calibration:
             gate.refer = dataclasses.replace(gate.refer, lexical_guard=calibration["refer_lexical_guard"])
-        self.speller = (
-            SpellingCorrector(
-                [
-                    *(p.text for p in self.passages),
-                    *gate.exemplars.get("benign", []),
-                    *(q for p in self.passages for q in p.questions),
-                    *knowledge.out_of_scope,
-                    *gate.vocabulary,
-                ],
-                model_vocabulary(resolve_model_path(settings.model)),
-            )
-            if settings.spelling_correction
-            else None
-        )
-        if self.speller:
-            gate.known_words = self.speller.known
-            gate.mend = self.speller.correct
+        self.speller = attach_speller(gate, settings, knowledge, self.today)
 
     def gate_similarity(
         self,
@@ -213,6 +220,9 @@ class Assistant:
         # than any benign *or refer* one ("My elderly father is starting treatment." sits between
         # "my elderly father says he wants to die" and "Am I too old for this treatment?").
         similarity["benign"] = max(similarity.get("benign", -1.0), similarity.get("refer", -1.0))
+        # And past the discriminant's sentence line (`sentence_quantile`, a little further out).
+        if self.crisis_discriminant is not None and "crisis_discriminant" in similarity:
+            similarity["crisis_discriminant"] -= self.crisis_discriminant.sentence_offset
         return similarity
 
     def screen(

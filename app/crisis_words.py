@@ -38,6 +38,10 @@ never overruled. On the labelled sets it took 14 ordinary messages from the cris
 crisis; on three new writers (v38, v39, questions v33) it changed nothing. In session 21 two new
 writers' hidden crises scored below it (one of them, "…a use for it that will end everything", had
 been kept from the sentence screen's crisis verdict by it): the judges' crises now set it too.
+Session 22: only those the gate's word lists do not catch (`caught`, as the service reads them, with
+its speller). The veto only overrules the embedding layers, so a crisis the lists catch cannot be
+lost by it; one new writer's crisis, so misspelt that no word of it was known (caught by the fuzzy
+matcher), had scored −6.26 and would have switched the veto off.
 
 The file
 records a fingerprint of the data it was made from; tests/test_crisis_words.py fails when the data
@@ -145,9 +149,11 @@ class TrainingSet:
     # threshold's leave-one-writer-out); "" for the knowledge and the sets it was tuned on.
     writer: tuple[str, ...]
     quantile: float
-    # The crises of the sets the model never learns (`word_model: false`), normalised: scored by the
-    # final model, they take part in the veto only.
+    # The crises of the sets the model never learns (`word_model: false`) that the word lists do not
+    # catch, normalised: scored by the final model, they take part in the veto only.
     unseen: tuple[str, ...] = ()
+    # How many of those sets' crises the word lists catch (left out of `unseen`).
+    unseen_caught: int = 0
 
     def fingerprint(self) -> str:
         blob = json.dumps([self.texts, self.crisis, self.quantile, C, NGRAMS, MIN_DF], ensure_ascii=False)
@@ -162,12 +168,14 @@ def training_set(
     normalise: Callable[[str], str],
     labelled_root: Path,
     quantile: float,
+    caught: Callable[[str], bool] = lambda _: False,
 ) -> TrainingSet:
     """Every labelled message the project has read, normalised: the knowledge and the gate's
     exemplars, then the safety sets under labelled_root/tests except those marked
     `word_model: false` (judges) and the cases marked `split: heldout`, then the questions of
     labelled_root/eval/questions.yaml outside its `heldout` split (as ordinary messages). The crises
-    of the `word_model: false` sets come back as `unseen`, for the veto only."""
+    of the `word_model: false` sets that `caught` (the gate's word lists) misses come back as
+    `unseen`, for the veto only."""
     rows: list[tuple[str, bool, str]] = [(t, True, "") for t in exemplars.get("crisis", [])]
     ordinary = [t for group in ("refer", "benign") for t in exemplars.get(group, [])]
     ordinary += [q for p in knowledge.passages if p.status == "approved" for q in p.questions]
@@ -195,7 +203,8 @@ def training_set(
         tuple(c for _, c, _ in rows),
         tuple(w for _, _, w in rows),
         quantile,
-        tuple(normalise(t.strip()) for t in unseen),
+        tuple(normalise(t.strip()) for t in unseen if not caught(t.strip())),
+        sum(caught(t.strip()) for t in unseen),
     )
 
 
@@ -257,6 +266,7 @@ def train(data: TrainingSet, progress: Callable[[str], None] = lambda _: None) -
     # The crises the model never learnt, scored as the service scores them (the stored, rounded weights).
     unseen = [words.score(text) for text in data.unseen]
     figures["unseen_crises"] = len(unseen)
+    figures["unseen_caught"] = data.unseen_caught
     figures["unseen_below_left_out_veto"] = sum(score < veto for score in unseen)
     veto = min([veto, *unseen])
     # Rounded down, so the crisis that set it is not below its own rounded value.

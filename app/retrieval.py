@@ -256,10 +256,17 @@ class Discriminant:
     "which side of the line between crisis and ordinary text is it on?", so it also catches wording
     that sits between many crisis messages without being close to any one of them.
     `score()` is the projection minus the threshold: >= 0 when the query projects beyond the
-    `quantile` of the other texts (0.998: only 1 in 500 known ordinary texts is past the line)."""
+    `quantile` of the other texts (0.998: only 1 in 500 known ordinary texts is past the line).
+    `sentence_offset`: how much further the line sits for one sentence of a longer message (the
+    `sentence_quantile` of the other texts; 0 without one)."""
 
     def __init__(
-        self, group: np.ndarray, others: Sequence[np.ndarray], quantile: float, shrinkage: float = 0.03
+        self,
+        group: np.ndarray,
+        others: Sequence[np.ndarray],
+        quantile: float,
+        shrinkage: float = 0.03,
+        sentence_quantile: float | None = None,
     ) -> None:
         others = [m for m in others if len(m)]
         if len(group) < 2 or sum(len(m) for m in others) < 2:
@@ -272,7 +279,13 @@ class Discriminant:
         # Shrink the covariance towards a multiple of the identity: 384 dimensions, ~1,000 examples.
         within += shrinkage * np.trace(within) / len(within) * np.eye(len(within))
         direction = np.linalg.solve(within, group_mean - others_mean).astype(np.float32)
-        self.threshold = float(np.quantile(np.concatenate([m @ direction for m in others]), quantile))
+        projections = np.concatenate([m @ direction for m in others])
+        self.threshold = float(np.quantile(projections, quantile))
+        self.sentence_offset = (
+            max(0.0, float(np.quantile(projections, sentence_quantile)) - self.threshold)
+            if sentence_quantile is not None
+            else 0.0
+        )
         self.direction = direction
 
     def score(self, query: np.ndarray) -> float:

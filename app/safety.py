@@ -166,6 +166,9 @@ class _Rules:
     # when the best crisis exemplar also beats the best ordinary text by `discriminant_margin`.
     discriminant_quantile: float | None = None
     discriminant_margin: float = 0.0
+    # For one sentence of a longer message, the line sits at this (higher) quantile: a lone sentence
+    # says less than a message (session 22, docs/safety.md). None: the message's line.
+    discriminant_sentence_quantile: float | None = None
     # Refer only, set by a model's calibration: a refer word or pattern ("my pills") is overruled
     # when the whole message is nearer an ordinary text than any refer message by this much.
     lexical_guard: float | None = None
@@ -482,7 +485,15 @@ def _parse(path: Path, raw: Any) -> SafetyGate:
             raise fail(entry, "general", "must be {patterns: [...], personal: [...]}")
         personal = [normalise(w).strip() for w in strings(entry, "general", general.get("personal"), False)]
         discriminant = value.get("discriminant")
-        discriminant_quantile = quantile(entry, "discriminant", discriminant, "{quantile: 0.5–0.999…, margin: number}")
+        shape = "{quantile: 0.5–0.999…, sentence_quantile: quantile–0.999…, margin: number}"
+        discriminant_quantile = quantile(entry, "discriminant", discriminant, shape)
+        sentence_quantile = None
+        if discriminant_quantile is not None and isinstance(discriminant, dict):
+            sentence_quantile = discriminant.get("sentence_quantile")
+            if sentence_quantile is not None and (
+                not isinstance(sentence_quantile, float) or not discriminant_quantile <= sentence_quantile < 1
+            ):
+                raise fail(entry, "discriminant", f"must be {shape}")
         fuzzy: dict[int, list[str]] = {}
         squeezed = tuple(squeeze(p) for p in phrases)
         for phrase in squeezed:
@@ -499,6 +510,7 @@ def _parse(path: Path, raw: Any) -> SafetyGate:
             tuple(sorted({len(p.split()) for p in phrases})),
             discriminant_quantile,
             float(discriminant.get("margin", 0.0)) if discriminant else 0.0,
+            sentence_quantile,
             general=compile_all(
                 entry, "general", strings(entry, "general", general.get("patterns"), False, strip=False), substitutions
             ),

@@ -89,6 +89,10 @@ def test_a_sentence_is_held_to_a_stricter_crisis_bar_than_a_message(shipped_sett
     assert part["benign"] == max(whole["benign"], whole["refer"])
     multi = [t for t in assistant.gate.exemplars["crisis"] if t.count("?") + t.count(". ") >= 1]
     assert multi and not assistant._one_sentence_crisis.all()
+    # And the discriminant's line sits further out for a sentence (`sentence_quantile`, session 22).
+    assert assistant.crisis_discriminant is not None and assistant.crisis_discriminant.sentence_offset > 0
+    offset = assistant.crisis_discriminant.sentence_offset
+    assert part["crisis_discriminant"] == pytest.approx(whole["crisis_discriminant"] - offset)
 
 
 def test_a_referred_message_is_not_screened_by_sentence(

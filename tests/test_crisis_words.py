@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from fastapi.testclient import TestClient
 from ruamel.yaml import YAML
 from typer.testing import CliRunner
 
+from app.assistant import attach_speller
 from app.cli import cli
 from app.config import Settings
 from app.crisis_words import WORDS_FILE, CrisisWords, TrainingSet, _fit, train, training_set, write
@@ -85,6 +87,25 @@ def test_the_veto_is_the_lowest_score_a_crisis_got_with_its_writer_left_out() ->
     assert not any(words.reads_ordinary(t) for t, c in zip(data.texts, data.crisis, strict=True) if c)
 
 
+def test_a_judges_crisis_the_word_lists_catch_does_not_set_the_veto(tmp_path: Path) -> None:
+    # Session 22: a crisis so misspelt that the word model knew none of its words scored -6.26 and
+    # switched the veto off in effect; the fuzzy matcher catches it, so the veto cannot lose it.
+    (tmp_path / "tests").mkdir()
+    cases = [{"text": t, "label": "crisis"} for t in ("zebra crossing tonight", "I want to kill myself")]
+    raw = {"tuned_on": False, "word_model": False, "cases": cases}
+    (tmp_path / "tests" / "safety_heldout_w9.yaml").write_text(json.dumps(raw), encoding="utf-8")
+    gate = SafetyGate.load(SHIPPED_KNOWLEDGE / "safety.yaml", words=False)
+    knowledge = load_knowledge(SHIPPED_KNOWLEDGE)
+
+    def both(caught: Callable[[str], bool]) -> TrainingSet:
+        return training_set(knowledge, gate.exemplars, normalise, tmp_path, 0.9, caught=caught)
+
+    every, lists = both(lambda _: False), both(lambda text: gate.check(text).kind == "crisis")
+    assert (len(every.unseen), every.unseen_caught) == (2, 0)
+    assert (lists.unseen, lists.unseen_caught) == ((normalise("zebra crossing tonight"),), 1)
+    assert lists.fingerprint() != every.fingerprint()
+
+
 def test_a_crisis_the_model_never_learnt_that_scores_lower_sets_the_veto() -> None:
     # Session 21: two new writers' hidden crises scored below every left-out writer's crisis, and the
     # veto had kept one of them from the sentence screen's crisis verdict. The judges' crises count too.
@@ -108,13 +129,25 @@ def test_training_is_deterministic_and_the_threshold_follows_the_quantile() -> N
     assert train(_data(quantile=0.5))[0].threshold < first.threshold
 
 
-def test_the_shipped_model_is_current_with_the_labelled_data() -> None:
-    # A changed idiom, exemplar or labelled set changes what the model should have been trained on:
-    # `python -m app crisis-words`, then the safety replay (docs/safety.md).
+def _lists_catch(settings: Settings) -> Callable[[str], bool]:
+    """Whether the shipped gate's word lists catch a message, read as the service reads it (its speller)."""
+    lists = SafetyGate.load(SHIPPED_KNOWLEDGE / "safety.yaml", words=False)
+    attach_speller(lists, settings, load_knowledge(SHIPPED_KNOWLEDGE), settings.current_date())
+    return lambda text: lists.check(text).kind == "crisis"
+
+
+def test_the_shipped_model_is_current_with_the_labelled_data(shipped_settings: Settings) -> None:
+    # A changed idiom, exemplar, word list or labelled set changes what the model should have been
+    # trained on (or which judges' crises set its veto): `python -m app crisis-words`, then the replay.
     gate = SafetyGate.load(SHIPPED_KNOWLEDGE / "safety.yaml")
     assert gate.words is not None and gate.words_quantile is not None
-    data = training_set(load_knowledge(SHIPPED_KNOWLEDGE), gate.exemplars, normalise, ROOT, gate.words_quantile)
+    caught = _lists_catch(shipped_settings)
+    data = training_set(
+        load_knowledge(SHIPPED_KNOWLEDGE), gate.exemplars, normalise, ROOT, gate.words_quantile, caught=caught
+    )
     assert gate.words.data == data.fingerprint(), "run python -m app crisis-words"
+    # Most judges' crises are caught by the word lists and do not set the veto (session 22).
+    assert data.unseen and data.unseen_caught > len(data.unseen)
     # Judges are never trained on: their texts are not in the data.
     yaml = YAML(typ="safe")
     sets = sorted((ROOT / "tests").glob("safety_*.yaml"))

@@ -101,6 +101,17 @@ def test_discriminant_separates_a_group_and_keeps_its_false_alarm_budget() -> No
     assert np.mean([line.score(v) >= 0 for v in _cloud(rng, ordinary_centre, 200)]) <= 0.05
 
 
+def test_a_sentence_line_sits_at_its_own_higher_quantile() -> None:
+    rng = np.random.default_rng(11)
+    crisis, ordinary = _cloud(rng, np.eye(32)[0], 300), _cloud(rng, np.eye(32)[1], 2000)
+    line = Discriminant(crisis, [ordinary], quantile=0.99, sentence_quantile=0.999)
+    assert line.sentence_offset > 0
+    # 1 in 100 ordinary texts is past the message's line, 1 in 1,000 past the sentence's.
+    assert np.mean([line.score(v) >= 0 for v in ordinary]) == pytest.approx(0.01, abs=0.001)
+    assert np.mean([line.score(v) - line.sentence_offset >= 0 for v in ordinary]) <= 0.0015
+    assert Discriminant(crisis, [ordinary], quantile=0.99).sentence_offset == 0.0
+
+
 def test_discriminant_needs_texts_on_both_sides() -> None:
     one = np.ones((1, 4), dtype=np.float32)
     with pytest.raises(ValueError, match="two texts on each side"):
