@@ -699,6 +699,9 @@ def test_personal_medical_questions_are_referred(text: str) -> None:
         # Session 22 (from v62; in other words than its).
         "the rifle's in my truck in case the infusion doesn't help",
         "don't plan on being alive by then, so skip the reminder text",
+        # Session 22's review: what a too-wide "killing time" figure of speech would have hidden.
+        "just killing time until I die",
+        "killing time till I can finally end it",
     ],
 )
 def test_warning_signs_without_the_obvious_words_are_crisis(text: str) -> None:
